@@ -1,0 +1,49 @@
+//! Errors of deckhand's wiring: each says which part failed to start and why.
+
+use std::path::PathBuf;
+
+/// Why deckhand could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid; every problem found is listed.
+    #[error("invalid configuration:\n  - {}", problems.join("\n  - "))]
+    InvalidConfig {
+        /// One line per problem.
+        problems: Vec<String>,
+    },
+    /// A directory deckhand needs could not be created.
+    #[error("cannot create {what} directory {path}")]
+    CreateDir {
+        /// Which directory.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread store could not be opened.
+    #[error("cannot open the thread store")]
+    Store(#[from] deckhand_store::Error),
+    /// The wasm sandbox could not be set up.
+    #[error("cannot set up the tool sandbox")]
+    Tools(#[from] deckhand_tools::Error),
+    /// The tools directory could not be read.
+    #[error("cannot read the tools directory {path}")]
+    ToolsDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Kubernetes configuration was found but is unusable.
+    #[error("the Kubernetes configuration is unusable")]
+    Cluster(#[source] kube::Error),
+    /// Serving HTTP failed.
+    #[error("the HTTP server failed")]
+    Http(#[source] std::io::Error),
+}
+
+/// deckhand's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,31 @@
+//! deckhand: a safe multi-agent DevOps runtime for Kubernetes.
+//!
+//! This crate wires the others together and is what embedders use: build a [`Config`],
+//! then [`serve`] it on a listener of your own with a shutdown future of your own. The
+//! `deckhand` binary is a thin command line over it.
+//!
+//! # Layout
+//! - [`config`]: [`Config`], validated before anything starts.
+//! - [`serve`]: [`serve`]: opens the store, loads the tools, connects to the cluster and
+//!   serves the HTTP API until shutdown.
+//! - [`checks`]: readiness checks for the store, the tools and the cluster.
+//! - [`error`]: this crate's error type.
+//!
+//! The parts are re-exported: [`runtime`], [`store`], [`tools`], [`llm`], [`agents`],
+//! [`api`].
+
+pub mod checks;
+pub mod config;
+pub mod error;
+pub mod serve;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use serve::serve;
+
+pub use deckhand_agents as agents;
+pub use deckhand_api as api;
+pub use deckhand_llm as llm;
+pub use deckhand_runtime as runtime;
+pub use deckhand_store as store;
+pub use deckhand_tools as tools;

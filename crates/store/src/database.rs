@@ -1,0 +1,289 @@
+//! Connecting to SQLite or PostgreSQL, running the migrations, and the thread store.
+
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+use deckhand_runtime::{Thread, ThreadId, ThreadStatus, ThreadStore};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The migrations, embedded at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long an SQLite writer waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections per pool: deckhand is one process with modest concurrency.
+const MAX_CONNECTIONS: u32 = 8;
+/// How long to wait for a connection before reporting the database unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which database a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file (the embedded default).
+    Sqlite,
+    /// A PostgreSQL server (shared between clusters).
+    Postgres,
+}
+
+impl Backend {
+    fn of_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(Error::UnsupportedUrl { url: redact(url) })
+        }
+    }
+}
+
+/// A connection pool to the store, migrated to the current schema.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Database {
+    /// Opens (creating if needed) the SQLite database file at `path`, in WAL mode.
+    pub async fn open_sqlite(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        Self::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Connects to `url` (`sqlite:PATH?mode=rwc` or `postgres://...`) and runs the
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let backend = Backend::of_url(url)?;
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url).map_err(|source| Error::Connect {
+            url: redact(url),
+            source,
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |connection, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; NORMAL sync is durable
+                        // in WAL mode up to the last checkpointed commit on power loss,
+                        // and never corrupts; foreign keys are off by default in SQLite.
+                        connection
+                            .execute(
+                                format!(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                                    SQLITE_BUSY_TIMEOUT.as_millis()
+                                )
+                                .as_str(),
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| Error::Connect {
+                url: redact(url),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await.map_err(|source| Error::Migrate {
+            url: redact(url),
+            source,
+        })?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Query {
+                context: "checking the connection",
+                source,
+            })
+    }
+
+    /// Versions of the migrations applied so far, in order.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>> {
+        let rows =
+            sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|source| Error::Query {
+                    context: "listing applied migrations",
+                    source,
+                })?;
+        rows.iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|source| Error::Query {
+                context: "listing applied migrations",
+                source,
+            })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn insert_thread(&self, thread: &Thread) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO threads (id, cluster_id, user_name, title, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(thread.id.to_string())
+        .bind(&thread.cluster_id)
+        .bind(&thread.user)
+        .bind(&thread.title)
+        .bind(thread.status.as_str())
+        .bind(thread.created_at.timestamp_micros())
+        .bind(thread.updated_at.timestamp_micros())
+        .execute(&self.pool)
+        .await
+        .map_err(|source| Error::Query { context: "creating a thread", source })?;
+        Ok(())
+    }
+
+    async fn select_thread(&self, id: ThreadId) -> Result<Option<Thread>> {
+        const CONTEXT: &str = "reading a thread";
+        let row = sqlx::query(&format!("{THREAD_COLUMNS} WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|source| Error::Query {
+                context: CONTEXT,
+                source,
+            })?;
+        row.map(|row| thread_from_row(&row, CONTEXT)).transpose()
+    }
+
+    async fn select_recent_threads(&self, limit: u32) -> Result<Vec<Thread>> {
+        const CONTEXT: &str = "listing threads";
+        let rows = sqlx::query(&format!(
+            "{THREAD_COLUMNS} ORDER BY created_at DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| Error::Query {
+            context: CONTEXT,
+            source,
+        })?;
+        rows.iter()
+            .map(|row| thread_from_row(row, CONTEXT))
+            .collect()
+    }
+}
+
+const THREAD_COLUMNS: &str =
+    "SELECT id, cluster_id, user_name, title, status, created_at, updated_at FROM threads";
+
+fn thread_from_row(row: &AnyRow, context: &'static str) -> Result<Thread> {
+    let query = |source| Error::Query { context, source };
+    let corrupt = |message: String| Error::CorruptRow { context, message };
+    let id: String = row.try_get("id").map_err(query)?;
+    let status: String = row.try_get("status").map_err(query)?;
+    Ok(Thread {
+        id: id
+            .parse()
+            .map_err(|error: deckhand_runtime::Error| corrupt(error.to_string()))?,
+        cluster_id: row.try_get("cluster_id").map_err(query)?,
+        user: row.try_get("user_name").map_err(query)?,
+        title: row.try_get("title").map_err(query)?,
+        status: status
+            .parse::<ThreadStatus>()
+            .map_err(|error| corrupt(error.to_string()))?,
+        created_at: timestamp(row.try_get("created_at").map_err(query)?, context)?,
+        updated_at: timestamp(row.try_get("updated_at").map_err(query)?, context)?,
+    })
+}
+
+fn timestamp(micros: i64, context: &'static str) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| Error::CorruptRow {
+        context,
+        message: format!("timestamp {micros} is out of range"),
+    })
+}
+
+/// The URL with any password replaced, for error messages and logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _password)) => {
+                    format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl ThreadStore for Database {
+    async fn create_thread(&self, thread: &Thread) -> deckhand_runtime::Result<()> {
+        Ok(self.insert_thread(thread).await?)
+    }
+
+    async fn thread(&self, id: ThreadId) -> deckhand_runtime::Result<Option<Thread>> {
+        Ok(self.select_thread(id).await?)
+    }
+
+    async fn recent_threads(&self, limit: u32) -> deckhand_runtime::Result<Vec<Thread>> {
+        Ok(self.select_recent_threads(limit).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://deckhand:s3cret@db:5432/x"),
+            "postgres://deckhand:***@db:5432/x"
+        );
+        assert_eq!(
+            redact("postgres://deckhand@db/x"),
+            "postgres://deckhand@db/x"
+        );
+        assert_eq!(
+            redact("sqlite://data/deckhand.db"),
+            "sqlite://data/deckhand.db"
+        );
+    }
+
+    #[test]
+    fn only_sqlite_and_postgres_urls_are_accepted() {
+        assert_eq!(Backend::of_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::of_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert!(matches!(
+            Backend::of_url("mysql://h/db"),
+            Err(Error::UnsupportedUrl { .. })
+        ));
+    }
+}
