@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds deckhand's sandboxed tools (tools-wasm/) for wasm32-wasip1 and copies the modules
-# to tools-wasm/dist/, where `deckhand` and the tests load them.
+# Builds deckhand's sandboxed tools (tools-wasm/) for wasm32-wasip1 and puts each module
+# with its manifest (NAME.wasm + NAME.json) in tools-wasm/dist/, where `deckhand` and the
+# tests load them.
 #
 # rustup cannot fetch the wasm32-wasip1 standard library here, so this uses Debian's
 # compiler (rustc-web), its standard-library source (rust-web-src), WASI's libc and LLVM's
@@ -25,12 +26,28 @@ log "building tools-wasm for wasm32-wasip1 (the first build compiles std: a few 
 ( cd "$TOOLS_DIR" && /usr/bin/cargo build --release --locked -Zbuild-std=std,panic_abort --target wasm32-wasip1 )
 
 mkdir -p "$DIST"
-count=0
-for module in "$CARGO_TARGET_DIR"/wasm32-wasip1/release/*.wasm; do
+WASM_OUT="$CARGO_TARGET_DIR/wasm32-wasip1/release"
+modules=()
+for module in "$WASM_OUT"/*.wasm; do
   [ -e "$module" ] || continue
   # Copy only when changed, so the host's compiled-module cache stays warm.
   cmp -s "$module" "$DIST/$(basename "$module")" || cp "$module" "$DIST/"
-  count=$((count + 1))
+  modules+=("$(basename "$module" .wasm)")
 done
-[ "$count" -gt 0 ] || die "the build produced no .wasm modules"
-log "tools-wasm: $count module(s) in $DIST"
+[ ${#modules[@]} -gt 0 ] || die "the build produced no .wasm modules"
+
+# Manifests: each tool, built natively with the ordinary toolchain, prints its manifest
+# (name, description, workspace access, input and output JSON Schemas) with --manifest.
+unset RUSTC RUSTC_BOOTSTRAP RUSTFLAGS
+HOST_TARGET="$DECKHAND_CACHE/target-wasm-host"
+( cd "$TOOLS_DIR" && CARGO_TARGET_DIR="$HOST_TARGET" cargo build --locked --quiet --bins )
+for name in "${modules[@]}"; do
+  "$HOST_TARGET/debug/$name" --manifest > "$DIST/$name.json.partial"
+  mv "$DIST/$name.json.partial" "$DIST/$name.json"
+done
+# Modules of tools that no longer exist must not linger.
+for stale in "$DIST"/*.wasm; do
+  name=$(basename "$stale" .wasm)
+  [ -e "$WASM_OUT/$name.wasm" ] || rm -f "$stale" "$DIST/$name.json"
+done
+log "tools-wasm: ${#modules[@]} tool(s) in $DIST: ${modules[*]}"

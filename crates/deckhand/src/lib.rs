@@ -9,12 +9,14 @@
 //! - [`serve`]: [`serve`]: opens the store, loads the tools, connects to the cluster and
 //!   serves the HTTP API until shutdown.
 //! - [`checks`]: readiness checks for the store, the tools and the cluster.
+//! - [`cli`]: what the `deckhand` subcommands do, apart from argument parsing.
 //! - [`error`]: this crate's error type.
 //!
 //! The parts are re-exported: [`runtime`], [`store`], [`tools`], [`llm`], [`agents`],
 //! [`api`].
 
 pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod serve;
