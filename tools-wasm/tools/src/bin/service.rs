@@ -86,11 +86,14 @@ enum TargetPort {
 enum Protocol {
     /// TCP.
     #[default]
-    TCP,
+    #[serde(rename = "TCP")]
+    Tcp,
     /// UDP.
-    UDP,
+    #[serde(rename = "UDP")]
+    Udp,
     /// SCTP.
-    SCTP,
+    #[serde(rename = "SCTP")]
+    Sctp,
 }
 
 fn port(index: usize, given: &Port, several: bool, service_type: ServiceType) -> Result<Value, ToolError> {
@@ -118,9 +121,9 @@ fn port(index: usize, given: &Port, several: bool, service_type: ServiceType) ->
     };
     port.insert("targetPort".into(), target);
     let protocol = match given.protocol {
-        Protocol::TCP => "TCP",
-        Protocol::UDP => "UDP",
-        Protocol::SCTP => "SCTP",
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+        Protocol::Sctp => "SCTP",
     };
     port.insert("protocol".into(), protocol.into());
     if let Some(node_port) = given.node_port {

@@ -45,7 +45,7 @@ struct Output {
 /// The result for one YAML document.
 #[derive(Serialize, JsonSchema)]
 struct Document {
-    /// Position of the document in the stream, from 0.
+    /// Position of the document among the non-empty documents of the stream, from 0.
     index: usize,
     /// Line (from 1) where the document starts.
     line: usize,
@@ -334,9 +334,9 @@ fn checked_version(kind: &str) -> Option<&'static str> {
     KINDS.iter().find(|(k, _)| *k == kind).map(|(_, version)| *version)
 }
 
-fn check_document(index: usize, chunk: &Chunk<'_>) -> Option<Document> {
+fn check_document(chunk: &Chunk<'_>) -> Option<Document> {
     let mut document = Document {
-        index,
+        index: 0,
         line: chunk.first_line,
         api_version: None,
         kind: None,
@@ -432,8 +432,11 @@ fn read(path: &str) -> Result<String, ToolError> {
 }
 
 fn validate_text(text: &str) -> Output {
-    let documents: Vec<Document> =
-        split(text).iter().enumerate().filter_map(|(index, chunk)| check_document(index, chunk)).collect();
+    let mut documents: Vec<Document> = split(text).iter().filter_map(check_document).collect();
+    // Empty documents (a leading `---`, comments only) are not counted.
+    for (index, document) in documents.iter_mut().enumerate() {
+        document.index = index;
+    }
     let error_count = documents.iter().map(|d| d.errors.len()).sum();
     let warning_count = documents.iter().map(|d| d.warnings.len()).sum();
     Output { valid: error_count == 0, error_count, warning_count, documents }
@@ -492,7 +495,7 @@ spec:
         let messages: Vec<_> = output.documents.iter().flat_map(|d| &d.errors).map(|e| &e.message).collect();
         assert!(output.valid, "{messages:?}");
         assert_eq!(output.documents.len(), 2);
-        assert_eq!(output.documents[0].line, 2);
+        assert_eq!((output.documents[0].index, output.documents[0].line), (0, 2));
         assert_eq!(output.documents[1].kind.as_deref(), Some("Service"));
         assert!(output.documents.iter().all(|d| d.schema_checked));
     }
