@@ -26,6 +26,8 @@ enum Command {
     /// Serve the HTTP API (health and readiness so far) with the store, the tool sandbox
     /// and the cluster from KUBECONFIG or the in-cluster config.
     Serve(ServeArgs),
+    /// Check a request against the policy engine, or run policy tests.
+    Policy(deckhand::cli::policy::PolicyArgs),
 }
 
 #[derive(Args)]
@@ -88,6 +90,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             deckhand::serve(config, listener, shutdown_signal()).await?;
+        }
+        Command::Policy(args) => {
+            let status =
+                deckhand::cli::policy::run(args, &mut std::io::stdout(), &mut std::io::stderr());
+            // `policy` has its own exit statuses (0 allowed, 1 denied, 2 unreadable).
+            std::process::exit(i32::from(status));
         }
     }
     Ok(())

@@ -3,3 +3,5 @@
 //!
 //! Exit codes follow one rule across subcommands: 0 success, 1 the operation ran and
 //! said no (a tool failed, a policy denied), 2 a usage error or unreadable input.
+
+pub mod policy;
