@@ -55,8 +55,14 @@ fn check_denies_a_namespace_deletion_from_stdin_with_exit_1() {
         .iter()
         .filter_map(|violation| violation["policy"].as_str())
         .collect();
-    assert!(policies.contains(&"builtin/no-namespace-deletion"), "{policies:?}");
-    assert!(policies.contains(&"builtin.rego/no-namespace-deletion"), "{policies:?}");
+    assert!(
+        policies.contains(&"builtin/no-namespace-deletion"),
+        "{policies:?}"
+    );
+    assert!(
+        policies.contains(&"builtin.rego/no-namespace-deletion"),
+        "{policies:?}"
+    );
     assert!(decision["warnings"].is_array());
 }
 
@@ -70,9 +76,17 @@ fn check_allows_a_yaml_request_file_with_exit_0() {
     )
     .expect("request written");
     let output = deckhand(&["policy", "check", &file.display().to_string()], "");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let decision = decision(&output);
-    assert_eq!(decision, serde_json::json!({"allowed": true, "violations": [], "warnings": []}));
+    assert_eq!(
+        decision,
+        serde_json::json!({"allowed": true, "violations": [], "warnings": []})
+    );
 }
 
 #[test]
@@ -80,16 +94,36 @@ fn check_applies_user_policies_and_the_inventory() {
     let examples = repository_root().join("policies/examples");
     let pod = r#"{"verb":"create","operation":"CREATE","namespace":"shop","object":{"apiVersion":"v1","kind":"Pod",
         "metadata":{"name":"p","namespace":"shop"},"spec":{"containers":[{"name":"a","image":"nginx:latest","resources":{"limits":{"memory":"1Gi"}}}]}}}"#;
-    let output = deckhand(&["policy", "check", "--policies", &examples.display().to_string(), "-"], pod);
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = deckhand(
+        &[
+            "policy",
+            "check",
+            "--policies",
+            &examples.display().to_string(),
+            "-",
+        ],
+        pod,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let decision = decision(&output);
-    assert_eq!(decision["violations"][0]["policy"], "examples.no_latest_tag");
+    assert_eq!(
+        decision["violations"][0]["policy"],
+        "examples.no_latest_tag"
+    );
 
     // The same binding is allowed without an inventory and denied once the inventory
     // shows the ClusterRole it names grants everything.
     let binding = r#"{"verb":"create","object":{"kind":"ClusterRoleBinding","metadata":{"name":"b"},
         "roleRef":{"kind":"ClusterRole","name":"ops-root"},"subjects":[{"kind":"User","name":"alice"}]}}"#;
-    assert_eq!(deckhand(&["policy", "check", "-"], binding).status.code(), Some(0));
+    assert_eq!(
+        deckhand(&["policy", "check", "-"], binding).status.code(),
+        Some(0)
+    );
     let directory = tempfile::tempdir().expect("temp dir");
     let inventory = directory.path().join("inventory.yaml");
     std::fs::write(
@@ -97,8 +131,22 @@ fn check_applies_user_policies_and_the_inventory() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: ops-root}\nrules: [{apiGroups: ['*'], resources: ['*'], verbs: ['*']}]\n",
     )
     .expect("inventory written");
-    let output = deckhand(&["policy", "check", "--inventory", &inventory.display().to_string(), "-"], binding);
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stdout));
+    let output = deckhand(
+        &[
+            "policy",
+            "check",
+            "--inventory",
+            &inventory.display().to_string(),
+            "-",
+        ],
+        binding,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 #[test]
@@ -115,22 +163,39 @@ fn test_runs_the_example_fixtures_and_reports_failures() {
     let examples = repository_root().join("policies/examples");
     let output = deckhand(&["policy", "test", &examples.display().to_string()], "");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
 
     // A fixture that expects the wrong thing fails, and says why.
     let directory = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(examples.join("no_latest_tag.rego"), directory.path().join("no_latest_tag.rego"))
-        .expect("policy copied");
+    std::fs::copy(
+        examples.join("no_latest_tag.rego"),
+        directory.path().join("no_latest_tag.rego"),
+    )
+    .expect("policy copied");
     std::fs::write(
         directory.path().join("wrong.yaml"),
         "apiVersion: deckhand.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: wrong}\ncases:\n\
          - name: expects an allow that will not come\n  object: {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: a}, spec: {containers: [{name: c, image: 'nginx:latest'}]}}\n  expect: {allowed: true}\n",
     )
     .expect("fixture written");
-    let output = deckhand(&["policy", "test", &directory.path().display().to_string()], "");
+    let output = deckhand(
+        &["policy", "test", &directory.path().display().to_string()],
+        "",
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL") && stdout.contains("0 passed, 1 failed"), "{stdout}");
-    assert!(stdout.contains("unexpected violation from examples.no_latest_tag"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("0 passed, 1 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("unexpected violation from examples.no_latest_tag"),
+        "{stdout}"
+    );
 }

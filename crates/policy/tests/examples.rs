@@ -10,7 +10,12 @@ fn example_policies_pass_their_fixtures() {
     let results = fixtures::run_directory(&examples).expect("the examples load");
     let failures: Vec<String> = results
         .iter()
-        .filter_map(|result| result.failure.as_ref().map(|why| format!("{}: {why}", result.name)))
+        .filter_map(|result| {
+            result
+                .failure
+                .as_ref()
+                .map(|why| format!("{}: {why}", result.name))
+        })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(results.len(), 9, "every example case ran");

@@ -143,7 +143,11 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
     };
     if results.is_empty() {
-        let _ = writeln!(err, "error: no PolicyTest cases under {}", args.directory.display());
+        let _ = writeln!(
+            err,
+            "error: no PolicyTest cases under {}",
+            args.directory.display()
+        );
         return EXIT_UNREADABLE;
     }
     let mut failed = 0;
@@ -154,7 +158,12 @@ fn test(args: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             }
             Some(reason) => {
                 failed += 1;
-                let _ = writeln!(out, "FAIL {}: {}: {reason}", result.file.display(), result.name);
+                let _ = writeln!(
+                    out,
+                    "FAIL {}: {}: {reason}",
+                    result.file.display(),
+                    result.name
+                );
             }
         }
     }
