@@ -16,6 +16,7 @@ apt_install rustc-web cargo-web rust-web-src rust-web-llvm wasi-libc lld-22
 
 TOOLS_DIR="$REPO_ROOT/tools-wasm"
 DIST="$TOOLS_DIR/dist"
+TEST_DIST="$TOOLS_DIR/dist-test"
 export CARGO_TARGET_DIR="${DECKHAND_WASM_TARGET_DIR:-$DECKHAND_CACHE/target-wasm}"
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
 export RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi -C link-arg=/usr/lib/wasm32-wasi/crt1-command.o"
@@ -25,22 +26,27 @@ unset RUSTUP_TOOLCHAIN CARGO_BUILD_TARGET
 log "building tools-wasm for wasm32-wasip1 (the first build compiles std: a few minutes)"
 ( cd "$TOOLS_DIR" && /usr/bin/cargo build --release --locked -Zbuild-std=std,panic_abort --target wasm32-wasip1 )
 
-mkdir -p "$DIST"
+mkdir -p "$DIST" "$TEST_DIST"
 WASM_OUT="$CARGO_TARGET_DIR/wasm32-wasip1/release"
+# Copy only when changed, so the host's compiled-module cache stays warm.
+install_module() { cmp -s "$1" "$2/$(basename "$1")" || cp "$1" "$2/"; }
+# The tools are the binaries of the `tools` package; everything else built here (the
+# hostile plugin the sandbox tests attack with) goes to dist-test/, never to dist/.
 modules=()
-for module in "$WASM_OUT"/*.wasm; do
-  [ -e "$module" ] || continue
-  # Copy only when changed, so the host's compiled-module cache stays warm.
-  cmp -s "$module" "$DIST/$(basename "$module")" || cp "$module" "$DIST/"
-  modules+=("$(basename "$module" .wasm)")
+for source in "$TOOLS_DIR"/tools/src/bin/*.rs; do
+  name=$(basename "$source" .rs)
+  [ -f "$WASM_OUT/$name.wasm" ] || die "the build produced no $name.wasm"
+  install_module "$WASM_OUT/$name.wasm" "$DIST"
+  modules+=("$name")
 done
-[ ${#modules[@]} -gt 0 ] || die "the build produced no .wasm modules"
+[ ${#modules[@]} -gt 0 ] || die "tools-wasm/tools has no tool binaries"
+install_module "$WASM_OUT/hostile.wasm" "$TEST_DIST"
 
 # Manifests: each tool, built natively with the ordinary toolchain, prints its manifest
 # (name, description, workspace access, input and output JSON Schemas) with --manifest.
 unset RUSTC RUSTC_BOOTSTRAP RUSTFLAGS
 HOST_TARGET="$DECKHAND_CACHE/target-wasm-host"
-( cd "$TOOLS_DIR" && CARGO_TARGET_DIR="$HOST_TARGET" cargo build --locked --quiet --bins )
+( cd "$TOOLS_DIR" && CARGO_TARGET_DIR="$HOST_TARGET" cargo build --locked --quiet -p deckhand-wasm-tools --bins )
 for name in "${modules[@]}"; do
   "$HOST_TARGET/debug/$name" --manifest > "$DIST/$name.json.partial"
   mv "$DIST/$name.json.partial" "$DIST/$name.json"
@@ -48,6 +54,6 @@ done
 # Modules of tools that no longer exist must not linger.
 for stale in "$DIST"/*.wasm; do
   name=$(basename "$stale" .wasm)
-  [ -e "$WASM_OUT/$name.wasm" ] || rm -f "$stale" "$DIST/$name.json"
+  [ -e "$TOOLS_DIR/tools/src/bin/$name.rs" ] || rm -f "$stale" "$DIST/$name.json"
 done
 log "tools-wasm: ${#modules[@]} tool(s) in $DIST: ${modules[*]}"

@@ -26,14 +26,16 @@ log "tools-wasm: unit tests (host build)"
 cargo test --locked --manifest-path tools-wasm/Cargo.toml --workspace \
   --target-dir "$DECKHAND_CACHE/target-wasm-host" 2>&1
 
-log "workspace: build"
+log "workspace: doc tests and clippy"
+cargo test --locked --workspace --doc 2>&1
+cargo clippy --locked --workspace --all-targets -- -D warnings 2>&1
+
+# The test runner goes last: its summary closes the run.
+log "workspace: tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --profile ci --no-tests=fail "$@"
 else
   log "cargo-nextest not found; using cargo test"
   cargo test --locked --workspace "$@"
 fi
-cargo test --locked --workspace --doc 2>&1
-log "workspace: clippy"
-cargo clippy --locked --workspace --all-targets -- -D warnings 2>&1
 log "all tests passed in $((SECONDS - started))s"

@@ -10,8 +10,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "data";
 /// Default sandbox root: the folder tools may read and write.
 pub const DEFAULT_WORKSPACE: &str = "workspace";
-/// Default directory of the built wasm tools.
-pub const DEFAULT_TOOLS_DIR: &str = "tools-wasm/dist";
+/// Default directory of the built-in wasm tools.
+pub const DEFAULT_BUILTIN_TOOLS_DIR: &str = "tools-wasm/dist";
 
 /// Everything `deckhand serve` needs to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +22,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The sandbox root tools are confined to.
     pub workspace: PathBuf,
-    /// Directory of `.wasm` tool modules.
-    pub tools_dir: PathBuf,
+    /// Directory of the built-in tools (`NAME.wasm` + `NAME.json`).
+    pub builtin_tools_dir: PathBuf,
+    /// Directories of third-party tool plugins.
+    pub plugin_dirs: Vec<PathBuf>,
     /// A database URL (`postgres://...` or `sqlite:...`); `None` uses
     /// `DATA_DIR/deckhand.db`.
     pub database_url: Option<String>,
@@ -37,7 +39,8 @@ impl Default for Config {
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             workspace: PathBuf::from(DEFAULT_WORKSPACE),
-            tools_dir: PathBuf::from(DEFAULT_TOOLS_DIR),
+            builtin_tools_dir: PathBuf::from(DEFAULT_BUILTIN_TOOLS_DIR),
+            plugin_dirs: Vec::new(),
             database_url: None,
         }
     }
@@ -54,6 +57,16 @@ impl Config {
         self.data_dir.join("wasm-cache")
     }
 
+    /// Where tools come from, with the default limits.
+    pub fn tools(&self) -> crate::toolbox::ToolsConfig {
+        crate::toolbox::ToolsConfig {
+            builtin_dir: self.builtin_tools_dir.clone(),
+            plugin_dirs: self.plugin_dirs.clone(),
+            compile_cache_dir: Some(self.compile_cache_dir()),
+            limits: deckhand_tools::SandboxLimits::default(),
+        }
+    }
+
     /// Checks the configuration and reports every problem at once.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
@@ -67,7 +80,15 @@ impl Config {
         };
         not_a_dir("data dir", &self.data_dir);
         not_a_dir("workspace", &self.workspace);
-        not_a_dir("tools dir", &self.tools_dir);
+        not_a_dir("built-in tools dir", &self.builtin_tools_dir);
+        for dir in &self.plugin_dirs {
+            if !dir.is_dir() {
+                problems.push(format!(
+                    "plugin tools dir {} is not a directory",
+                    dir.display()
+                ));
+            }
+        }
         if let Some(url) = &self.database_url {
             let known = ["sqlite:", "postgres://", "postgresql://"];
             if !known.iter().any(|scheme| url.starts_with(scheme)) {

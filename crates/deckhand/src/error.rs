@@ -25,8 +25,8 @@ pub enum Error {
     /// The thread store could not be opened.
     #[error("cannot open the thread store")]
     Store(#[from] deckhand_store::Error),
-    /// The wasm sandbox could not be set up.
-    #[error("cannot set up the tool sandbox")]
+    /// The tools could not be set up or loaded.
+    #[error(transparent)]
     Tools(#[from] deckhand_tools::Error),
     /// The tools directory could not be read.
     #[error("cannot read the tools directory {path}")]

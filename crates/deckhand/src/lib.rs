@@ -8,6 +8,7 @@
 //! - [`config`]: [`Config`], validated before anything starts.
 //! - [`serve`]: [`serve`]: opens the store, loads the tools, connects to the cluster and
 //!   serves the HTTP API until shutdown.
+//! - [`toolbox`]: the tool registry built from the built-in tools and plugin dirs.
 //! - [`checks`]: readiness checks for the store, the tools and the cluster.
 //! - [`cli`]: what the `deckhand` subcommands do, apart from argument parsing.
 //! - [`error`]: this crate's error type.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod serve;
+pub mod toolbox;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -3,8 +3,9 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use deckhand::config::{
-    Config, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_TOOLS_DIR, DEFAULT_WORKSPACE,
+    Config, DEFAULT_BUILTIN_TOOLS_DIR, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_WORKSPACE,
 };
+use deckhand::toolbox::ToolsConfig;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,8 +27,22 @@ enum Command {
     /// Serve the HTTP API (health and readiness so far) with the store, the tool sandbox
     /// and the cluster from KUBECONFIG or the in-cluster config.
     Serve(ServeArgs),
+    /// List, describe and run the sandboxed tools.
+    #[command(subcommand)]
+    Tool(ToolCommand),
     /// Check a request against the policy engine, or run policy tests.
     Policy(deckhand::cli::policy::PolicyArgs),
+}
+
+/// Where tools come from (shared by `serve` and `tool`).
+#[derive(Args)]
+struct ToolsArgs {
+    /// Directory of the built-in tools (NAME.wasm + NAME.json).
+    #[arg(long, env = "DECKHAND_BUILTIN_TOOLS_DIR", default_value = DEFAULT_BUILTIN_TOOLS_DIR)]
+    builtin_tools_dir: PathBuf,
+    /// A directory of third-party tool plugins (NAME.wasm + NAME.json); repeat for more.
+    #[arg(long = "tools-dir", value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -41,12 +56,64 @@ struct ServeArgs {
     /// The sandbox root tools are confined to.
     #[arg(long, env = "DECKHAND_WORKSPACE", default_value = DEFAULT_WORKSPACE)]
     workspace: PathBuf,
-    /// Directory of the built wasm tools.
-    #[arg(long, env = "DECKHAND_TOOLS_DIR", default_value = DEFAULT_TOOLS_DIR)]
-    tools_dir: PathBuf,
+    #[command(flatten)]
+    tools: ToolsArgs,
     /// Database URL (postgres://... or sqlite:...); default: DATA_DIR/deckhand.db.
     #[arg(long, env = "DECKHAND_DATABASE_URL")]
     database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ToolCommand {
+    /// List the tools: name, workspace access, description.
+    List {
+        /// Print every manifest (with its schemas) as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        tools: ToolsArgs,
+    },
+    /// Print a tool's manifest: description, workspace access, input and output schemas.
+    Schema {
+        /// The tool's name.
+        name: String,
+        #[command(flatten)]
+        tools: ToolsArgs,
+    },
+    /// Run a tool once and print its JSON result. Exit status: 0 success, 1 the tool
+    /// failed or hit a limit, 2 usage error or input that fails the schema.
+    Run {
+        /// The tool's name.
+        name: String,
+        /// The workspace folder the tool is confined to.
+        #[arg(long, default_value = DEFAULT_WORKSPACE)]
+        workspace: PathBuf,
+        /// The tool's input, a JSON object.
+        #[arg(long)]
+        input: String,
+        #[command(flatten)]
+        tools: ToolsArgs,
+    },
+}
+
+impl ToolsArgs {
+    /// The tools configuration for one-shot commands. Compiled modules are cached in
+    /// `DECKHAND_WASM_CACHE` or `~/.cache/deckhand/wasm-cache`, so only the first run pays
+    /// for compiling them, and nothing is left in the working directory.
+    fn config(self) -> ToolsConfig {
+        let cache = std::env::var_os("DECKHAND_WASM_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|home| PathBuf::from(home).join(".cache/deckhand/wasm-cache"))
+            });
+        ToolsConfig {
+            builtin_dir: self.builtin_tools_dir,
+            plugin_dirs: self.plugin_dirs,
+            compile_cache_dir: cache,
+            limits: deckhand::tools::SandboxLimits::default(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -59,7 +126,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             // The whole cause chain, one line per cause, without a backtrace.
             eprintln!("error: {error:#}");
@@ -68,11 +135,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        // One-shot commands print results on stdout; only problems go to stderr.
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -83,14 +155,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: args.listen,
                 data_dir: args.data_dir,
                 workspace: args.workspace,
-                tools_dir: args.tools_dir,
+                builtin_tools_dir: args.tools.builtin_tools_dir,
+                plugin_dirs: args.tools.plugin_dirs,
                 database_url: args.database_url,
             };
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             deckhand::serve(config, listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Tool(command) => Ok(match command {
+            ToolCommand::List { json, tools } => deckhand::cli::tool::list(&tools.config(), json),
+            ToolCommand::Schema { name, tools } => {
+                deckhand::cli::tool::schema(&tools.config(), &name)
+            }
+            ToolCommand::Run {
+                name,
+                workspace,
+                input,
+                tools,
+            } => deckhand::cli::tool::run(&tools.config(), &name, &workspace, &input).await,
+        }),
         Command::Policy(args) => {
             let status =
                 deckhand::cli::policy::run(args, &mut std::io::stdout(), &mut std::io::stderr());
@@ -98,7 +184,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::process::exit(i32::from(status));
         }
     }
-    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).

@@ -5,10 +5,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use deckhand_api::{app, AppState, HealthCheck};
 use deckhand_store::Database;
-use deckhand_tools::sandbox::SandboxConfig;
-use deckhand_tools::{SandboxLimits, ToolModule, WasmSandbox, WorkspaceAccess};
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -37,14 +34,18 @@ pub async fn serve(
     };
     tracing::info!(backend = ?database.backend(), "thread store ready");
 
-    let (sandbox, tools) = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || load_tools(&config))
+    let toolbox = {
+        let tools = config.tools();
+        tokio::task::spawn_blocking(move || crate::toolbox::build(&tools))
             .await
             .map_err(|error| Error::Http(std::io::Error::other(error)))??
     };
-    let loaded: Vec<String> = tools.iter().map(|tool| tool.name().to_owned()).collect();
-    tracing::info!(tools = ?loaded, limits = ?sandbox.limits(), "tool sandbox ready");
+    let loaded: Vec<String> = toolbox
+        .registry
+        .specs()
+        .map(|spec| spec.name.clone())
+        .collect();
+    tracing::info!(tools = ?loaded, skipped = toolbox.skipped.len(), "tool registry ready");
 
     let client = cluster_client().await;
     match &client {
@@ -57,7 +58,7 @@ pub async fn serve(
             database: database.clone(),
         }),
         Arc::new(ToolsCheck {
-            dir: config.tools_dir.clone(),
+            dir: config.builtin_tools_dir.clone(),
             loaded,
         }),
         Arc::new(ClusterCheck { client }),
@@ -75,57 +76,6 @@ pub async fn serve(
     database.close().await;
     tracing::info!("deckhand stopped");
     Ok(())
-}
-
-/// Sets up the sandbox and loads every `.wasm` module in the tools directory. A module
-/// that does not load is reported and skipped, never half-loaded.
-fn load_tools(config: &Config) -> Result<(WasmSandbox, Vec<ToolModule>)> {
-    let sandbox = WasmSandbox::new(SandboxConfig {
-        limits: SandboxLimits::default(),
-        compile_cache_dir: Some(config.compile_cache_dir()),
-    })?;
-    let mut tools = Vec::new();
-    for path in wasm_modules(&config.tools_dir)? {
-        let Some(name) = path.file_stem().and_then(|stem| stem.to_str()) else {
-            continue;
-        };
-        match sandbox.load(name, &path, WorkspaceAccess::ReadOnly) {
-            Ok(tool) => tools.push(tool),
-            Err(error) => tracing::error!(tool = name, %error, "tool module skipped"),
-        }
-    }
-    Ok((sandbox, tools))
-}
-
-/// The `.wasm` files in `dir`, sorted; none when the directory does not exist.
-fn wasm_modules(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::ToolsDir {
-                path: dir.to_owned(),
-                source,
-            })
-        }
-    };
-    let mut modules = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(|source| Error::ToolsDir {
-                path: dir.to_owned(),
-                source,
-            })?
-            .path();
-        if path
-            .extension()
-            .is_some_and(|extension| extension == "wasm")
-        {
-            modules.push(path);
-        }
-    }
-    modules.sort();
-    Ok(modules)
 }
 
 /// A client for the cluster in `KUBECONFIG`, `~/.kube/config` or the in-cluster

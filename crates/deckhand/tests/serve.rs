@@ -18,7 +18,7 @@ async fn start_deckhand(dir: &Path, kubeconfig: Option<&Path>) -> (ServerProcess
     command
         .current_dir(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--tools-dir")
+        .arg("--builtin-tools-dir")
         .arg(tools_dir())
         .env_remove("DECKHAND_DATABASE_URL")
         .env("HOME", dir) // no ~/.kube/config of the machine's

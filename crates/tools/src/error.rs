@@ -3,12 +3,61 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything that can go wrong loading or running a tool.
-///
-/// A tool that runs and reports a failure of its own (a missing file, say) is not an
-/// error here: that is a [`crate::ToolFailure`] in the call's result.
+/// Everything that can go wrong loading or running a tool. [`Error::kind`] gives each a
+/// stable machine-readable name.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No tool has this name.
+    #[error("no tool named {name:?}; known tools: {}", known.join(", "))]
+    UnknownTool {
+        /// The name asked for.
+        name: String,
+        /// The names the registry has.
+        known: Vec<String>,
+    },
+    /// The input does not match the tool's input schema.
+    #[error("input for tool {tool} is invalid: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidInput {
+        /// The tool's name.
+        tool: String,
+        /// Each place the input breaks the schema.
+        problems: Vec<InputProblem>,
+    },
+    /// The tool ran and reported a failure of its own (a missing file, say).
+    #[error("tool {tool} failed ({}): {}", failure.kind, failure.message)]
+    Failed {
+        /// The tool's name.
+        tool: String,
+        /// What the tool said.
+        failure: crate::sandbox::ToolFailure,
+    },
+    /// A tool manifest is malformed.
+    #[error("tool manifest {path} is invalid: {}", problems.join("; "))]
+    InvalidManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problems: Vec<String>,
+    },
+    /// Two tools have the same name.
+    #[error("tool {name} from {second} has the same name as the one from {first}; the second is not loaded")]
+    DuplicateTool {
+        /// The name.
+        name: String,
+        /// Where the tool already registered came from.
+        first: String,
+        /// Where the refused one came from.
+        second: String,
+    },
+    /// A tools directory could not be read.
+    #[error("cannot read tools directory {path}")]
+    ToolsDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The wasm engine could not be set up with the requested configuration.
     #[error("cannot set up the wasm engine: {message}")]
     Engine {
@@ -92,6 +141,57 @@ pub enum Error {
         /// Why the result was rejected.
         message: String,
     },
+}
+
+/// One place where an input breaks its schema.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InputProblem {
+    /// JSON Pointer to the offending value (`""` for the whole input).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl std::fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.path.is_empty() {
+            true => write!(f, "{}", self.message),
+            false => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+impl Error {
+    /// A stable machine-readable name for this error, as the CLI and API report it. For a
+    /// failure the tool reported itself, the tool's own kind.
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::UnknownTool { .. } => "unknown_tool",
+            Self::InvalidInput { .. } => "invalid_input",
+            Self::Failed { failure, .. } => &failure.kind,
+            Self::InvalidManifest { .. } => "invalid_manifest",
+            Self::DuplicateTool { .. } => "duplicate_tool",
+            Self::ToolsDir { .. } => "tools_dir",
+            Self::Engine { .. } => "engine",
+            Self::ReadModule { .. } => "read_module",
+            Self::InvalidModule { .. } => "invalid_module",
+            Self::Workspace { .. } => "workspace",
+            Self::InputTooLarge { .. } => "input_too_large",
+            Self::TimeLimit { .. } => "time_limit",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::OutputLimit { .. } => "output_limit",
+            Self::Crashed { .. } => "crashed",
+            Self::MalformedResult { .. } => "malformed_result",
+        }
+    }
+
+    /// Whether the caller's input was at fault (a usage error), rather than the tool.
+    pub fn is_usage_error(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownTool { .. } | Self::InvalidInput { .. } | Self::InputTooLarge { .. }
+        )
+    }
 }
 
 /// The tool layer's result type.

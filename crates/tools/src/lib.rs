@@ -1,16 +1,29 @@
 //! deckhand's tools: everything an agent can do goes through a tool.
 //!
-//! Tools that compute or touch files run as WebAssembly modules (built from `tools-wasm/`)
-//! under wasmtime, confined to one workspace folder. Tools that touch the cluster run in the
-//! host behind the policy gate.
+//! Tools that compute or touch files run as WebAssembly modules (built from `tools-wasm/`,
+//! or third-party plugins) under wasmtime, confined to one workspace folder. Tools that
+//! touch the cluster run in the host behind the policy gate. Both kinds implement one
+//! [`Tool`] trait, declare themselves with one [`ToolSpec`] manifest, and are called through
+//! one [`ToolRegistry`], which checks inputs and outputs against the manifest's schemas.
 //!
 //! # Layout
-//! - [`sandbox`]: the wasmtime host: loads tool modules, runs each call in a fresh instance
-//!   with only the workspace preopened and CPU, memory, input and output limits.
+//! - [`spec`]: [`ToolSpec`], a tool's manifest, and its function-calling form.
+//! - [`registry`]: the [`Tool`] trait and the [`ToolRegistry`].
+//! - [`sandbox`]: the wasmtime host: each call in a fresh instance with only the workspace
+//!   preopened and CPU, memory, input and output limits.
+//! - [`loader`]: loading `NAME.json` + `NAME.wasm` tools from a directory.
 //! - [`error`]: this crate's error type.
 
 pub mod error;
+pub mod loader;
+pub mod registry;
 pub mod sandbox;
+pub mod spec;
 
-pub use error::{Error, Result};
-pub use sandbox::{SandboxLimits, ToolFailure, ToolModule, WasmSandbox, WorkspaceAccess};
+pub use error::{Error, InputProblem, Result};
+pub use loader::{load_tool_dir, LoadReport, WasmTool};
+pub use registry::{Tool, ToolContext, ToolRegistry};
+pub use sandbox::{
+    SandboxConfig, SandboxLimits, ToolFailure, ToolModule, WasmSandbox, WorkspaceAccess,
+};
+pub use spec::{FunctionDefinition, ToolSpec};

@@ -71,13 +71,17 @@ impl Default for SandboxLimits {
     }
 }
 
-/// Whether a tool may change the workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a tool may do with the workspace. Its manifest declares it; the sandbox grants
+/// exactly that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WorkspaceAccess {
+    /// Nothing is preopened: the tool computes from its input alone.
+    None,
     /// The workspace is preopened read-only.
-    ReadOnly,
+    Read,
     /// The workspace is preopened read-write.
-    ReadWrite,
+    Write,
 }
 
 /// A failure the tool itself reported (`{"ok": false, "error": {...}}`).
@@ -316,21 +320,24 @@ impl WasmSandbox {
         // One byte over the limit lets us tell "exactly at the limit" from "overflowed".
         let stdout = MemoryOutputPipe::new(self.limits.output_bytes + 1);
         let stderr = MemoryOutputPipe::new(STDERR_KEPT_BYTES);
-        let perms = match tool.access {
-            WorkspaceAccess::ReadOnly => FsPerms::ReadOnly,
-            WorkspaceAccess::ReadWrite => FsPerms::ReadWrite,
-        };
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdin(MemoryInputPipe::new(input.to_vec()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .args(&[name])
-            .preopened_dir(workspace, WORKSPACE_GUEST_PATH, perms)
-            .map_err(|error| Error::Workspace {
-                tool: name.to_owned(),
-                path: workspace.to_owned(),
-                message: format!("{error:#}"),
-            })?;
+            .args(&[name]);
+        let perms = match tool.access {
+            WorkspaceAccess::None => None,
+            WorkspaceAccess::Read => Some(FsPerms::ReadOnly),
+            WorkspaceAccess::Write => Some(FsPerms::ReadWrite),
+        };
+        if let Some(perms) = perms {
+            wasi.preopened_dir(workspace, WORKSPACE_GUEST_PATH, perms)
+                .map_err(|error| Error::Workspace {
+                    tool: name.to_owned(),
+                    path: workspace.to_owned(),
+                    message: format!("{error:#}"),
+                })?;
+        }
         let state = CallState {
             wasi: wasi.build_p1(),
             limiter: CallLimiter {
@@ -504,7 +511,7 @@ mod tests {
             .load_bytes(
                 "spin",
                 br#"(module (func (export "_start") (loop br 0)) (memory (export "memory") 1))"#,
-                WorkspaceAccess::ReadOnly,
+                WorkspaceAccess::Read,
             )
             .expect("load");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -523,7 +530,7 @@ mod tests {
             (func (export "_start")
               (loop (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable)) (br 0))))"#;
         let tool = sandbox
-            .load_bytes("bomb", wat, WorkspaceAccess::ReadOnly)
+            .load_bytes("bomb", wat, WorkspaceAccess::Read)
             .expect("load");
         let dir = tempfile::tempdir().expect("tempdir");
         let error = sandbox.call(&tool, dir.path(), b"{}").unwrap_err();
@@ -540,7 +547,7 @@ mod tests {
             .load_bytes(
                 "noop",
                 br#"(module (func (export "_start")) (memory (export "memory") 1))"#,
-                WorkspaceAccess::ReadOnly,
+                WorkspaceAccess::Read,
             )
             .expect("load");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -563,7 +570,7 @@ mod tests {
         let sandbox = sandbox(SandboxLimits::default());
         let wat = br#"(module (import "env" "open_socket" (func)) (func (export "_start")))"#;
         let error = sandbox
-            .load_bytes("sneaky", wat, WorkspaceAccess::ReadOnly)
+            .load_bytes("sneaky", wat, WorkspaceAccess::Read)
             .unwrap_err();
         assert!(matches!(error, Error::InvalidModule { .. }), "{error}");
     }

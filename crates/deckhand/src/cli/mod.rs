@@ -4,4 +4,6 @@
 //! Exit codes follow one rule across subcommands: 0 success, 1 the operation ran and
 //! said no (a tool failed, a policy denied), 2 a usage error or unreadable input.
 
+pub mod tool;
+
 pub mod policy;

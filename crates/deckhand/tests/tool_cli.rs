@@ -1,0 +1,277 @@
+//! `deckhand tool list|schema|run`, run as the real binary against the real built tools.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn deckhand(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .current_dir(dir)
+        .args(args)
+        .arg("--builtin-tools-dir")
+        .arg(repo().join("tools-wasm/dist"))
+        .output()
+        .expect("run deckhand");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {stdout}"))
+}
+
+#[test]
+fn list_and_schema_describe_the_tools() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, stdout, _) = deckhand(dir.path(), &["tool", "list"]);
+    assert_eq!(code, 0);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("read_file"))
+        .expect("read_file listed");
+    assert!(line.contains("read") && line.contains("UTF-8"), "{line}");
+
+    let (code, stdout, _) = deckhand(dir.path(), &["tool", "list", "--json"]);
+    assert_eq!(code, 0);
+    let specs = json_of(&stdout);
+    let names: Vec<&str> = specs
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    for name in [
+        "diff",
+        "edit_file",
+        "list_dir",
+        "read_file",
+        "search_files",
+        "write_file",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+
+    let (code, stdout, _) = deckhand(dir.path(), &["tool", "schema", "edit_file"]);
+    assert_eq!(code, 0);
+    let spec = json_of(&stdout);
+    assert_eq!(spec["workspace"], "write");
+    assert_eq!(
+        spec["input_schema"]["required"],
+        json!(["path", "old_text", "new_text"])
+    );
+
+    let (code, _, stderr) = deckhand(dir.path(), &["tool", "schema", "no_such_tool"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("known tools"), "{stderr}");
+    // Nothing was left behind in the working directory.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+#[test]
+fn run_reports_success_failure_and_usage_errors_by_exit_status() {
+    let dir = tempfile::tempdir().expect("dir");
+    let workspace = dir.path().join("ws");
+    std::fs::create_dir(&workspace).expect("workspace");
+    std::fs::write(workspace.join("a.txt"), "hello\n").expect("file");
+    let ws = workspace.to_str().expect("utf-8");
+
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "read_file",
+            "--workspace",
+            ws,
+            "--input",
+            r#"{"path":"a.txt"}"#,
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        json_of(&stdout),
+        json!({"ok": true, "output": {"path": "a.txt", "content": "hello\n", "size": 6, "truncated": false}})
+    );
+
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "read_file",
+            "--workspace",
+            ws,
+            "--input",
+            r#"{"path":"nope.txt"}"#,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(json_of(&stdout)["error"]["kind"], "not_found");
+
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "read_file",
+            "--workspace",
+            ws,
+            "--input",
+            r#"{"path":"/etc/passwd"}"#,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(json_of(&stdout)["error"]["kind"], "outside_workspace");
+
+    // The schema is checked before the tool runs, and the offending field is named.
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "read_file",
+            "--workspace",
+            ws,
+            "--input",
+            r#"{"path":7}"#,
+        ],
+    );
+    assert_eq!(code, 2);
+    let report = json_of(&stdout);
+    assert_eq!(report["error"]["kind"], "invalid_input");
+    assert_eq!(report["error"]["problems"][0]["path"], "/path");
+
+    for (input, kind) in [("{not json", "invalid_input")] {
+        let (code, stdout, _) = deckhand(
+            dir.path(),
+            &[
+                "tool",
+                "run",
+                "read_file",
+                "--workspace",
+                ws,
+                "--input",
+                input,
+            ],
+        );
+        assert_eq!(code, 2);
+        assert_eq!(json_of(&stdout)["error"]["kind"], kind);
+    }
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &["tool", "run", "nope", "--workspace", ws, "--input", "{}"],
+    );
+    assert_eq!(
+        (code, json_of(&stdout)["error"]["kind"].as_str()),
+        (2, Some("unknown_tool"))
+    );
+    let missing = dir.path().join("missing");
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "read_file",
+            "--workspace",
+            missing.to_str().expect("utf-8"),
+            "--input",
+            "{}",
+        ],
+    );
+    assert_eq!(
+        (code, json_of(&stdout)["error"]["kind"].as_str()),
+        (2, Some("workspace"))
+    );
+
+    // write_file really writes into the workspace.
+    let (code, _, _) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "write_file",
+            "--workspace",
+            ws,
+            "--input",
+            r#"{"path":"out/b.txt","content":"written"}"#,
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("out/b.txt")).expect("written"),
+        "written"
+    );
+}
+
+#[test]
+fn plugins_are_added_with_tools_dir_and_confined_the_same_way() {
+    let dir = tempfile::tempdir().expect("dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("plugins");
+    let module = repo().join("tools-wasm/dist-test/hostile.wasm");
+    assert!(module.is_file(), "run scripts/build-tools-wasm.sh");
+    std::fs::copy(&module, plugins.join("spinner.wasm")).expect("copy");
+    let manifest = json!({
+        "name": "spinner", "description": "a plugin", "workspace": "read",
+        "input_schema": {"type": "object"}, "output_schema": {}
+    });
+    std::fs::write(plugins.join("spinner.json"), manifest.to_string()).expect("manifest");
+    std::fs::write(plugins.join("broken.json"), "{").expect("broken manifest");
+    let ws = dir.path().to_str().expect("utf-8");
+    let plugin_dir = plugins.to_str().expect("utf-8");
+
+    let (code, stdout, stderr) = deckhand(dir.path(), &["tool", "list", "--tools-dir", plugin_dir]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.lines().any(|line| line.starts_with("spinner")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("broken.json"),
+        "a malformed plugin is reported: {stderr}"
+    );
+
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "spinner",
+            "--tools-dir",
+            plugin_dir,
+            "--workspace",
+            ws,
+            "--input",
+            r#"{"attack":"loop"}"#,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(json_of(&stdout)["error"]["kind"], "time_limit");
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "spinner",
+            "--tools-dir",
+            plugin_dir,
+            "--workspace",
+            ws,
+            "--input",
+            r#"{"attack":"read","path":"/etc/passwd"}"#,
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&stdout)["output"]["escaped"], false);
+
+    let (code, _, stderr) = deckhand(dir.path(), &["tool", "list", "--tools-dir", "/no/such/dir"]);
+    assert_eq!(code, 2, "a plugin dir the user names must exist");
+    assert!(stderr.contains("/no/such/dir"), "{stderr}");
+}
