@@ -148,22 +148,13 @@ fn run_reports_success_failure_and_usage_errors_by_exit_status() {
     assert_eq!(report["error"]["kind"], "invalid_input");
     assert_eq!(report["error"]["problems"][0]["path"], "/path");
 
-    for (input, kind) in [("{not json", "invalid_input")] {
-        let (code, stdout, _) = deckhand(
-            dir.path(),
-            &[
-                "tool",
-                "run",
-                "read_file",
-                "--workspace",
-                ws,
-                "--input",
-                input,
-            ],
-        );
-        assert_eq!(code, 2);
-        assert_eq!(json_of(&stdout)["error"]["kind"], kind);
-    }
+    // Input that is not JSON at all.
+    let (code, stdout, _) = deckhand(
+        dir.path(),
+        &["tool", "run", "read_file", "--workspace", ws, "--input", "{not json"],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(json_of(&stdout)["error"]["kind"], "invalid_input");
     let (code, stdout, _) = deckhand(
         dir.path(),
         &["tool", "run", "nope", "--workspace", ws, "--input", "{}"],

@@ -196,7 +196,7 @@ mod tests {
     }
 
     impl Add {
-        fn new(name: &str, lie: bool) -> Arc<dyn Tool> {
+        fn tool(name: &str, lie: bool) -> Arc<dyn Tool> {
             Arc::new(Self {
                 spec: ToolSpec {
                     name: name.to_owned(),
@@ -244,7 +244,7 @@ mod tests {
     async fn valid_inputs_run_and_invalid_ones_name_the_field() {
         let mut registry = ToolRegistry::new();
         registry
-            .register(Add::new("add", false), "built-in")
+            .register(Add::tool("add", false), "built-in")
             .unwrap();
         assert_eq!(
             registry
@@ -286,7 +286,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_tools_and_broken_contracts_are_errors() {
         let mut registry = ToolRegistry::new();
-        registry.register(Add::new("liar", true), "plugin").unwrap();
+        registry.register(Add::tool("liar", true), "plugin").unwrap();
         let error = registry
             .call("nope", &context(), &json!({}))
             .await
@@ -307,14 +307,14 @@ mod tests {
     fn names_are_unique_and_manifests_checked() {
         let mut registry = ToolRegistry::new();
         registry
-            .register(Add::new("add", false), "built-in")
+            .register(Add::tool("add", false), "built-in")
             .unwrap();
         let error = registry
-            .register(Add::new("add", false), "plugins/add.json")
+            .register(Add::tool("add", false), "plugins/add.json")
             .unwrap_err();
         assert!(matches!(error, Error::DuplicateTool { .. }), "{error}");
         let error = registry
-            .register(Add::new("Bad Name", false), "plugins/x.json")
+            .register(Add::tool("Bad Name", false), "plugins/x.json")
             .unwrap_err();
         assert!(matches!(error, Error::InvalidManifest { .. }), "{error}");
         assert_eq!(registry.len(), 1);
