@@ -151,7 +151,15 @@ fn run_reports_success_failure_and_usage_errors_by_exit_status() {
     // Input that is not JSON at all.
     let (code, stdout, _) = deckhand(
         dir.path(),
-        &["tool", "run", "read_file", "--workspace", ws, "--input", "{not json"],
+        &[
+            "tool",
+            "run",
+            "read_file",
+            "--workspace",
+            ws,
+            "--input",
+            "{not json",
+        ],
     );
     assert_eq!(code, 2);
     assert_eq!(json_of(&stdout)["error"]["kind"], "invalid_input");

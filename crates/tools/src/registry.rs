@@ -286,7 +286,9 @@ mod tests {
     #[tokio::test]
     async fn unknown_tools_and_broken_contracts_are_errors() {
         let mut registry = ToolRegistry::new();
-        registry.register(Add::tool("liar", true), "plugin").unwrap();
+        registry
+            .register(Add::tool("liar", true), "plugin")
+            .unwrap();
         let error = registry
             .call("nope", &context(), &json!({}))
             .await

@@ -324,7 +324,10 @@ impl WasmSandbox {
         wasi.stdin(MemoryInputPipe::new(input.to_vec()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .args(&[name]);
+            .args(&[name])
+            // Calls already run on a blocking thread: do file I/O inline instead of handing
+            // every read and open to another thread.
+            .allow_blocking_current_thread(true);
         let perms = match tool.access {
             WorkspaceAccess::None => None,
             WorkspaceAccess::Read => Some(FsPerms::ReadOnly),
