@@ -140,22 +140,14 @@ impl ToolRegistry {
 
     /// Checks `input` against the input schema of tool `name`, naming each offending field.
     pub fn validate_input(&self, name: &str, input: &Value) -> Result<()> {
-        let registered = self.registered(name)?;
-        let problems = schema_problems(&registered.input_validator, input);
-        match problems.is_empty() {
-            true => Ok(()),
-            false => Err(Error::InvalidInput {
-                tool: name.to_owned(),
-                problems,
-            }),
-        }
+        check_input(self.registered(name)?, name, input)
     }
 
     /// Validates `input`, runs tool `name`, and checks its output against the output
     /// schema (a tool that breaks its own contract is reported, not trusted).
     pub async fn call(&self, name: &str, context: &ToolContext, input: &Value) -> Result<Value> {
-        self.validate_input(name, input)?;
         let registered = self.registered(name)?;
+        check_input(registered, name, input)?;
         let output = registered.tool.call(context, input).await?;
         let problems = schema_problems(&registered.output_validator, &output);
         if !problems.is_empty() {
@@ -169,6 +161,17 @@ impl ToolRegistry {
             });
         }
         Ok(output)
+    }
+}
+
+fn check_input(registered: &Registered, name: &str, input: &Value) -> Result<()> {
+    let problems = schema_problems(&registered.input_validator, input);
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(Error::InvalidInput {
+            tool: name.to_owned(),
+            problems,
+        }),
     }
 }
 
