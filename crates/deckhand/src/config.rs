@@ -1,8 +1,16 @@
 //! deckhand's configuration, with the embedded defaults a fresh machine runs on.
+//!
+//! Settings come from, in rising precedence: the defaults below, the config file
+//! (`deckhand.toml`, see [`FileConfig`]), environment variables and command-line flags.
+//! Relative paths in the config file are relative to the file's own directory, so a config
+//! file means the same thing wherever deckhand is started from.
 
 use crate::error::{Error, Result};
+use deckhand_tools::SandboxLimits;
+use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Default address of the HTTP API: loopback only, until auth is configured.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -12,6 +20,10 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 pub const DEFAULT_WORKSPACE: &str = "workspace";
 /// Default directory of the built-in wasm tools.
 pub const DEFAULT_BUILTIN_TOOLS_DIR: &str = "tools-wasm/dist";
+/// The config file read from the working directory when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "deckhand.toml";
+/// The user's own policies, loaded when present unless others are configured.
+pub const DEFAULT_POLICY_DIR: &str = "policies/local";
 
 /// Everything `deckhand serve` needs to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +38,60 @@ pub struct Config {
     pub builtin_tools_dir: PathBuf,
     /// Directories of third-party tool plugins.
     pub plugin_dirs: Vec<PathBuf>,
+    /// Limits of every tool call (built-in and plugin alike).
+    pub limits: SandboxLimits,
     /// A database URL (`postgres://...` or `sqlite:...`); `None` uses
     /// `DATA_DIR/deckhand.db`.
     pub database_url: Option<String>,
+    /// The policy engine's user policies and guard settings.
+    pub policy: PolicyConfig,
+}
+
+/// The policy engine's configuration: which user policies to load and what the built-in
+/// guards protect beyond their defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Directories of user policies (`.rego`, ConstraintTemplates and constraints).
+    pub dirs: Vec<PathBuf>,
+    /// Whether a directory in `dirs` may be missing (true only for the default one).
+    pub dirs_optional: bool,
+    /// Namespaces to protect besides kube-system, kube-public and kube-node-lease.
+    pub protected_namespaces: Vec<String>,
+    /// The namespace deckhand runs in; `None` keeps the default (`deckhand`).
+    pub own_namespace: Option<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dirs: vec![PathBuf::from(DEFAULT_POLICY_DIR)],
+            dirs_optional: true,
+            protected_namespaces: Vec::new(),
+            own_namespace: None,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Builds the policy engine: the built-in guards, configured upward, plus the user
+    /// policies. A policy that does not load stops the build with its file and reason.
+    pub fn engine(&self) -> Result<deckhand_policy::Engine> {
+        let mut guards = deckhand_policy::GuardConfig::default();
+        for namespace in &self.protected_namespaces {
+            guards = guards.protect_namespace(namespace);
+        }
+        if let Some(namespace) = &self.own_namespace {
+            guards = guards.own_namespace(namespace);
+        }
+        let mut builder = deckhand_policy::Engine::builder().guards(guards);
+        for dir in &self.dirs {
+            if self.dirs_optional && !dir.exists() {
+                continue;
+            }
+            builder = builder.policy_directory(dir);
+        }
+        Ok(builder.build()?)
+    }
 }
 
 impl Default for Config {
@@ -41,12 +104,198 @@ impl Default for Config {
             workspace: PathBuf::from(DEFAULT_WORKSPACE),
             builtin_tools_dir: PathBuf::from(DEFAULT_BUILTIN_TOOLS_DIR),
             plugin_dirs: Vec::new(),
+            limits: SandboxLimits::default(),
             database_url: None,
+            policy: PolicyConfig::default(),
         }
     }
 }
 
+/// The config file, `deckhand.toml`. Every key is optional; unknown keys are errors (a
+/// typo must not silently fall back to a default).
+///
+/// ```toml
+/// listen = "127.0.0.1:8080"
+/// data_dir = "data"
+/// workspace = "workspace"
+/// # database_url = "postgres://deckhand@db/deckhand"
+///
+/// [tools]
+/// builtin_dir = "tools-wasm/dist"
+/// plugin_dirs = ["plugins"]
+/// time_limit_ms = 2000
+/// memory_mib = 64
+///
+/// [policy]
+/// dirs = ["policies/local"]
+/// protected_namespaces = ["monitoring"]
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where the HTTP API listens.
+    pub listen: Option<SocketAddr>,
+    /// Where the SQLite store and caches live.
+    pub data_dir: Option<PathBuf>,
+    /// The sandbox root.
+    pub workspace: Option<PathBuf>,
+    /// `postgres://...` or `sqlite:...`.
+    pub database_url: Option<String>,
+    /// `[tools]`.
+    #[serde(default)]
+    pub tools: FileTools,
+    /// `[policy]`.
+    #[serde(default)]
+    pub policy: FilePolicy,
+}
+
+/// The `[tools]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTools {
+    /// Directory of the built-in tools.
+    pub builtin_dir: Option<PathBuf>,
+    /// Plugin directories (each must exist).
+    #[serde(default)]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// CPU-time budget of one call, in milliseconds.
+    pub time_limit_ms: Option<u64>,
+    /// Memory of one call, in MiB.
+    pub memory_mib: Option<u64>,
+    /// Output of one call, in KiB.
+    pub output_kib: Option<u64>,
+    /// Input document of one call, in KiB.
+    pub input_kib: Option<u64>,
+    /// Calls running at the same time.
+    pub max_concurrent_calls: Option<u32>,
+}
+
+/// The `[policy]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePolicy {
+    /// Directories of user policies (each must exist); replaces the default
+    /// `policies/local`.
+    pub dirs: Option<Vec<PathBuf>>,
+    /// Namespaces to protect besides the defaults.
+    #[serde(default)]
+    pub protected_namespaces: Vec<String>,
+    /// The namespace deckhand runs in.
+    pub own_namespace: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; errors name the file, line and key.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| Error::ParseConfig {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
+    }
+
+    /// Lays the file's settings over `config`; relative paths are resolved against
+    /// `base` (the file's directory). Limits out of range are reported by [`Config::validate`].
+    pub fn apply(self, base: &Path, config: &mut Config) -> Result<()> {
+        let resolve = |path: PathBuf| {
+            if path.is_absolute() {
+                path
+            } else {
+                base.join(path)
+            }
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = resolve(dir);
+        }
+        if let Some(dir) = self.workspace {
+            config.workspace = resolve(dir);
+        }
+        if let Some(url) = self.database_url {
+            config.database_url = Some(url);
+        }
+        let tools = self.tools;
+        if let Some(dir) = tools.builtin_dir {
+            config.builtin_tools_dir = resolve(dir);
+        }
+        config
+            .plugin_dirs
+            .extend(tools.plugin_dirs.into_iter().map(resolve));
+        let limits = &mut config.limits;
+        let too_big = |key: &str| Error::InvalidConfig {
+            problems: vec![format!("tools.{key} is too large")],
+        };
+        if let Some(ms) = tools.time_limit_ms {
+            limits.time_limit = Duration::from_millis(ms);
+        }
+        if let Some(mib) = tools.memory_mib {
+            limits.memory_bytes = usize::try_from(mib)
+                .ok()
+                .and_then(|mib| mib.checked_mul(1 << 20))
+                .ok_or_else(|| too_big("memory_mib"))?;
+        }
+        if let Some(kib) = tools.output_kib {
+            limits.output_bytes = usize::try_from(kib)
+                .ok()
+                .and_then(|kib| kib.checked_mul(1 << 10))
+                .ok_or_else(|| too_big("output_kib"))?;
+        }
+        if let Some(kib) = tools.input_kib {
+            limits.input_bytes = usize::try_from(kib)
+                .ok()
+                .and_then(|kib| kib.checked_mul(1 << 10))
+                .ok_or_else(|| too_big("input_kib"))?;
+        }
+        if let Some(calls) = tools.max_concurrent_calls {
+            limits.max_concurrent_calls = calls;
+        }
+        let policy = self.policy;
+        if let Some(dirs) = policy.dirs {
+            config.policy.dirs = dirs.into_iter().map(resolve).collect();
+            config.policy.dirs_optional = false;
+        }
+        config
+            .policy
+            .protected_namespaces
+            .extend(policy.protected_namespaces);
+        if let Some(namespace) = policy.own_namespace {
+            config.policy.own_namespace = Some(namespace);
+        }
+        Ok(())
+    }
+}
+
 impl Config {
+    /// The defaults with the config file laid over them: `path` when given (it must
+    /// exist), else `./deckhand.toml` when present.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut config = Self::default();
+        let path = match path {
+            Some(path) => Some(path.to_owned()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|path| path.is_file()),
+        };
+        if let Some(path) = path {
+            let file = FileConfig::read(&path)?;
+            let base = path
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            file.apply(base, &mut config)?;
+            tracing::debug!(path = %path.display(), "config file read");
+        }
+        Ok(config)
+    }
+
     /// The SQLite file used when no database URL is given.
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.join("deckhand.db")
@@ -57,13 +306,13 @@ impl Config {
         self.data_dir.join("wasm-cache")
     }
 
-    /// Where tools come from, with the default limits.
+    /// Where tools come from, with the configured limits, for `deckhand serve`.
     pub fn tools(&self) -> crate::toolbox::ToolsConfig {
         crate::toolbox::ToolsConfig {
             builtin_dir: self.builtin_tools_dir.clone(),
             plugin_dirs: self.plugin_dirs.clone(),
             compile_cache_dir: Some(self.compile_cache_dir()),
-            limits: deckhand_tools::SandboxLimits::default(),
+            limits: self.limits.clone(),
         }
     }
 
@@ -89,6 +338,13 @@ impl Config {
                 ));
             }
         }
+        if !self.policy.dirs_optional {
+            for dir in &self.policy.dirs {
+                if !dir.is_dir() {
+                    problems.push(format!("policy dir {} is not a directory", dir.display()));
+                }
+            }
+        }
         if let Some(url) = &self.database_url {
             let known = ["sqlite:", "postgres://", "postgresql://"];
             if !known.iter().any(|scheme| url.starts_with(scheme)) {
@@ -96,6 +352,19 @@ impl Config {
                     "database URL must start with sqlite:, postgres:// or postgresql://".to_owned(),
                 );
             }
+        }
+        let limits = &self.limits;
+        if limits.time_limit < Duration::from_millis(10) {
+            problems.push("tools.time_limit_ms must be at least 10".to_owned());
+        }
+        if limits.memory_bytes < 1 << 20 {
+            problems.push("tools.memory_mib must be at least 1".to_owned());
+        }
+        if limits.output_bytes == 0 || limits.input_bytes == 0 {
+            problems.push("tools.output_kib and tools.input_kib must be at least 1".to_owned());
+        }
+        if limits.max_concurrent_calls == 0 {
+            problems.push("tools.max_concurrent_calls must be at least 1".to_owned());
         }
         match problems.is_empty() {
             true => Ok(()),
@@ -128,5 +397,98 @@ mod tests {
             panic!("expected invalid config");
         };
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn file_settings_resolve_against_the_files_directory() {
+        let file = FileConfig::parse(
+            r#"
+            listen = "0.0.0.0:9000"
+            workspace = "ws"
+            data_dir = "/var/lib/deckhand"
+            [tools]
+            plugin_dirs = ["plugins"]
+            time_limit_ms = 500
+            memory_mib = 32
+            [policy]
+            dirs = ["rules"]
+            protected_namespaces = ["monitoring"]
+            "#,
+        )
+        .unwrap();
+        let mut config = Config::default();
+        file.apply(Path::new("/etc/deckhand"), &mut config).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.workspace, PathBuf::from("/etc/deckhand/ws"));
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/deckhand"));
+        assert_eq!(
+            config.plugin_dirs,
+            vec![PathBuf::from("/etc/deckhand/plugins")]
+        );
+        assert_eq!(config.limits.time_limit, Duration::from_millis(500));
+        assert_eq!(config.limits.memory_bytes, 32 << 20);
+        assert_eq!(
+            config.policy.dirs,
+            vec![PathBuf::from("/etc/deckhand/rules")]
+        );
+        assert!(!config.policy.dirs_optional);
+        assert_eq!(config.policy.protected_namespaces, vec!["monitoring"]);
+    }
+
+    #[test]
+    fn the_example_file_parses_and_states_the_defaults() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let file = FileConfig::read(&repo.join("deckhand.example.toml")).unwrap();
+        let mut config = Config::default();
+        file.apply(&repo, &mut config).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.limits, defaults.limits);
+        assert_eq!(config.workspace, repo.join(DEFAULT_WORKSPACE));
+        assert_eq!(config.policy.dirs, vec![repo.join(DEFAULT_POLICY_DIR)]);
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+    }
+
+    #[test]
+    fn a_typo_in_the_file_is_an_error_naming_the_key() {
+        let error = FileConfig::parse("[tools]\nplugin_dir = [\"p\"]\n").unwrap_err();
+        assert!(error.contains("plugin_dir"), "{error}");
+        assert!(error.contains("line 2"), "{error}");
+        let error = FileConfig::parse("listen = \"nowhere\"\n").unwrap_err();
+        assert!(error.contains("listen"), "{error}");
+    }
+
+    #[test]
+    fn limits_out_of_range_are_rejected() {
+        let mut config = Config::default();
+        FileConfig::parse("[tools]\ntime_limit_ms = 0\nmax_concurrent_calls = 0\n")
+            .unwrap()
+            .apply(Path::new("."), &mut config)
+            .unwrap();
+        let Err(Error::InvalidConfig { problems }) = config.validate() else {
+            panic!("expected invalid config");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let mut config = Config::default();
+        let error = FileConfig::parse("[tools]\nmemory_mib = 18446744073709551615\n")
+            .unwrap()
+            .apply(Path::new("."), &mut config)
+            .unwrap_err();
+        assert!(error.to_string().contains("memory_mib"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_default_policy_dir_is_fine_but_a_named_one_is_not() {
+        let config = Config::default();
+        assert!(config.validate().is_ok());
+        let config = Config {
+            policy: PolicyConfig {
+                dirs: vec![PathBuf::from("/nonexistent/policies")],
+                dirs_optional: false,
+                ..PolicyConfig::default()
+            },
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
     }
 }

@@ -11,6 +11,26 @@ pub enum Error {
         /// One line per problem.
         problems: Vec<String>,
     },
+    /// The config file could not be read.
+    #[error("cannot read the config file {path}")]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path}: {message}")]
+    ParseConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// The policies could not be loaded.
+    #[error("cannot load the policies")]
+    Policy(#[from] deckhand_policy::Error),
     /// A directory deckhand needs could not be created.
     #[error("cannot create {what} directory {path}")]
     CreateDir {

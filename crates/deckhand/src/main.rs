@@ -2,9 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use deckhand::config::{
-    Config, DEFAULT_BUILTIN_TOOLS_DIR, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_WORKSPACE,
-};
+use deckhand::config::{Config, DEFAULT_WORKSPACE};
 use deckhand::toolbox::ToolsConfig;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -18,6 +16,10 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "deckhand", version, about, long_about)]
 struct Cli {
+    /// The config file (TOML). Default: ./deckhand.toml when present. Flags and
+    /// environment variables override it.
+    #[arg(long, global = true, env = "DECKHAND_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,25 +39,26 @@ enum Command {
 /// Where tools come from (shared by `serve` and `tool`).
 #[derive(Args)]
 struct ToolsArgs {
-    /// Directory of the built-in tools (NAME.wasm + NAME.json).
-    #[arg(long, env = "DECKHAND_BUILTIN_TOOLS_DIR", default_value = DEFAULT_BUILTIN_TOOLS_DIR)]
-    builtin_tools_dir: PathBuf,
+    /// Directory of the built-in tools (NAME.wasm + NAME.json) [default: tools-wasm/dist].
+    #[arg(long, env = "DECKHAND_BUILTIN_TOOLS_DIR", value_name = "DIR")]
+    builtin_tools_dir: Option<PathBuf>,
     /// A directory of third-party tool plugins (NAME.wasm + NAME.json); repeat for more.
+    /// Added to the config file's `tools.plugin_dirs`.
     #[arg(long = "tools-dir", value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "DECKHAND_LISTEN", default_value = DEFAULT_LISTEN)]
-    listen: SocketAddr,
-    /// Directory for the SQLite store and caches.
-    #[arg(long, env = "DECKHAND_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// The sandbox root tools are confined to.
-    #[arg(long, env = "DECKHAND_WORKSPACE", default_value = DEFAULT_WORKSPACE)]
-    workspace: PathBuf,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "DECKHAND_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the SQLite store and caches [default: data].
+    #[arg(long, env = "DECKHAND_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The sandbox root tools are confined to [default: workspace].
+    #[arg(long, env = "DECKHAND_WORKSPACE", value_name = "DIR")]
+    workspace: Option<PathBuf>,
     #[command(flatten)]
     tools: ToolsArgs,
     /// Database URL (postgres://... or sqlite:...); default: DATA_DIR/deckhand.db.
@@ -97,22 +100,29 @@ enum ToolCommand {
 }
 
 impl ToolsArgs {
-    /// The tools configuration for one-shot commands. Compiled modules are cached in
-    /// `DECKHAND_WASM_CACHE` or `~/.cache/deckhand/wasm-cache`, so only the first run pays
-    /// for compiling them, and nothing is left in the working directory.
-    fn config(self) -> ToolsConfig {
-        let cache = std::env::var_os("DECKHAND_WASM_CACHE")
+    /// Lays the flags over the configuration.
+    fn apply(self, config: &mut Config) {
+        if let Some(dir) = self.builtin_tools_dir {
+            config.builtin_tools_dir = dir;
+        }
+        config.plugin_dirs.extend(self.plugin_dirs);
+    }
+
+    /// The tools configuration for one-shot commands: the config file's tools and limits
+    /// with the flags over them. Compiled modules are cached in `DECKHAND_WASM_CACHE` or
+    /// `~/.cache/deckhand/wasm-cache`, so only the first run pays for compiling them, and
+    /// nothing is left in the working directory.
+    fn config(self, config_file: Option<&std::path::Path>) -> anyhow::Result<ToolsConfig> {
+        let mut config = Config::load(config_file)?;
+        self.apply(&mut config);
+        let mut tools = config.tools();
+        tools.compile_cache_dir = std::env::var_os("DECKHAND_WASM_CACHE")
             .map(PathBuf::from)
             .or_else(|| {
                 std::env::var_os("HOME")
                     .map(|home| PathBuf::from(home).join(".cache/deckhand/wasm-cache"))
             });
-        ToolsConfig {
-            builtin_dir: self.builtin_tools_dir,
-            plugin_dirs: self.plugin_dirs,
-            compile_cache_dir: cache,
-            limits: deckhand::tools::SandboxLimits::default(),
-        }
+        Ok(tools)
     }
 }
 
@@ -151,32 +161,52 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            let config = Config {
-                listen: args.listen,
-                data_dir: args.data_dir,
-                workspace: args.workspace,
-                builtin_tools_dir: args.tools.builtin_tools_dir,
-                plugin_dirs: args.tools.plugin_dirs,
-                database_url: args.database_url,
-            };
+            let mut config = Config::load(cli.config.as_deref())?;
+            if let Some(listen) = args.listen {
+                config.listen = listen;
+            }
+            if let Some(dir) = args.data_dir {
+                config.data_dir = dir;
+            }
+            if let Some(dir) = args.workspace {
+                config.workspace = dir;
+            }
+            if let Some(url) = args.database_url {
+                config.database_url = Some(url);
+            }
+            args.tools.apply(&mut config);
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             deckhand::serve(config, listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tool(command) => Ok(match command {
-            ToolCommand::List { json, tools } => deckhand::cli::tool::list(&tools.config(), json),
-            ToolCommand::Schema { name, tools } => {
-                deckhand::cli::tool::schema(&tools.config(), &name)
-            }
-            ToolCommand::Run {
-                name,
-                workspace,
-                input,
-                tools,
-            } => deckhand::cli::tool::run(&tools.config(), &name, &workspace, &input).await,
-        }),
+        Command::Tool(command) => {
+            let config_file = cli.config.as_deref();
+            Ok(match command {
+                ToolCommand::List { json, tools } => {
+                    deckhand::cli::tool::list(&tools.config(config_file)?, json)
+                }
+                ToolCommand::Schema { name, tools } => {
+                    deckhand::cli::tool::schema(&tools.config(config_file)?, &name)
+                }
+                ToolCommand::Run {
+                    name,
+                    workspace,
+                    input,
+                    tools,
+                } => {
+                    let tools = match tools.config(config_file) {
+                        Ok(tools) => tools,
+                        Err(error) => {
+                            eprintln!("error: {error:#}");
+                            return Ok(ExitCode::from(2));
+                        }
+                    };
+                    deckhand::cli::tool::run(&tools, &name, &workspace, &input).await
+                }
+            })
+        }
         Command::Policy(args) => {
             let status =
                 deckhand::cli::policy::run(args, &mut std::io::stdout(), &mut std::io::stderr());

@@ -20,6 +20,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     config.validate()?;
+    // Policies that do not load stop the start: running without them would be unsafe.
+    let policy = config.policy.engine()?;
+    let (rego_rules, templates, constraints) = policy.user_policy_counts();
+    tracing::info!(
+        rego_rules,
+        templates,
+        constraints,
+        "policy engine ready (built-in guards always on)"
+    );
+
     for (what, dir) in [("data", &config.data_dir), ("workspace", &config.workspace)] {
         std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
             what,

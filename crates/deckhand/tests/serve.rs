@@ -138,3 +138,33 @@ fn invalid_arguments_are_usage_errors() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--listen"));
 }
+
+#[test]
+fn a_policy_that_does_not_load_stops_the_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let policies = dir.path().join("rules");
+    std::fs::create_dir(&policies).expect("rules");
+    std::fs::write(
+        policies.join("broken.rego"),
+        "package deckhand.broken\ndeny contains msg if {\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        dir.path().join("deckhand.toml"),
+        "listen = \"127.0.0.1:0\"\n[policy]\ndirs = [\"rules\"]\n",
+    )
+    .expect("config");
+    let output = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .current_dir(dir.path())
+        .arg("serve")
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run deckhand");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("broken.rego"), "{stderr}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is started before the policies load"
+    );
+}

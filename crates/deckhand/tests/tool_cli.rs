@@ -274,3 +274,92 @@ fn plugins_are_added_with_tools_dir_and_confined_the_same_way() {
     assert_eq!(code, 2, "a plugin dir the user names must exist");
     assert!(stderr.contains("/no/such/dir"), "{stderr}");
 }
+
+#[test]
+fn plugins_and_limits_come_from_the_config_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("plugins");
+    std::fs::copy(
+        repo().join("tools-wasm/dist-test/hostile.wasm"),
+        plugins.join("spinner.wasm"),
+    )
+    .expect("copy");
+    let manifest = json!({
+        "name": "spinner", "description": "a plugin", "workspace": "read",
+        "input_schema": {"type": "object"}, "output_schema": {}
+    });
+    std::fs::write(plugins.join("spinner.json"), manifest.to_string()).expect("manifest");
+    // Relative paths in the file are relative to the file, not to the working directory.
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).expect("conf");
+    std::fs::write(
+        conf.join("deckhand.toml"),
+        "[tools]\nplugin_dirs = [\"../plugins\"]\ntime_limit_ms = 300\n",
+    )
+    .expect("config");
+    let config = conf.join("deckhand.toml");
+    let config = config.to_str().expect("utf-8");
+    let ws = dir.path().to_str().expect("utf-8");
+    let loop_input = r#"{"attack":"loop"}"#;
+
+    let (code, stdout, stderr) = deckhand(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "tool",
+            "run",
+            "spinner",
+            "--workspace",
+            ws,
+            "--input",
+            loop_input,
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let error = &json_of(&stdout)["error"];
+    assert_eq!(error["kind"], "time_limit");
+    assert!(
+        error["message"].as_str().unwrap_or("").contains("300ms"),
+        "the configured limit applies: {error}"
+    );
+
+    // ./deckhand.toml is read when no --config is given.
+    std::fs::copy(conf.join("deckhand.toml"), dir.path().join("deckhand.toml")).expect("copy");
+    std::fs::write(
+        dir.path().join("deckhand.toml"),
+        "[tools]\nplugin_dirs = [\"plugins\"]\n",
+    )
+    .expect("config");
+    let (code, stdout, _) = deckhand(dir.path(), &["tool", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.lines().any(|line| line.starts_with("spinner")),
+        "{stdout}"
+    );
+
+    // A typo is an error naming the key and the file, not a silent default.
+    std::fs::write(
+        dir.path().join("deckhand.toml"),
+        "[tools]\nplugin_dir = [\"plugins\"]\n",
+    )
+    .expect("config");
+    let (code, _, stderr) = deckhand(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "spinner",
+            "--workspace",
+            ws,
+            "--input",
+            loop_input,
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("plugin_dir") && stderr.contains("deckhand.toml"),
+        "{stderr}"
+    );
+}
