@@ -92,7 +92,12 @@ pub(crate) async fn json(backend: &str, response: Response) -> Result<serde_json
 }
 
 /// Turns an HTTP failure into an error the router can act on.
-pub(crate) fn classify(backend: &str, status: StatusCode, headers: &HeaderMap, body: &str) -> Error {
+pub(crate) fn classify(
+    backend: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+) -> Error {
     let backend = backend.to_owned();
     let message = error_message(body);
     let lower = message.to_lowercase();
@@ -361,14 +366,32 @@ mod tests {
     #[test]
     fn classification_by_status_and_body() {
         let h = HeaderMap::new();
-        let e = classify("b", StatusCode::BAD_REQUEST, &h, r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#);
+        let e = classify(
+            "b",
+            StatusCode::BAD_REQUEST,
+            &h,
+            r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#,
+        );
         assert_eq!(e.kind(), "context_too_long");
-        let e = classify("b", StatusCode::from_u16(529).unwrap(), &h, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
+        let e = classify(
+            "b",
+            StatusCode::from_u16(529).unwrap(),
+            &h,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
         assert_eq!(e.kind(), "server");
         assert!(e.to_string().contains("Overloaded (overloaded_error)"));
-        let e = classify("b", StatusCode::NOT_FOUND, &h, r#"{"error":"model \"x\" not found"}"#);
+        let e = classify(
+            "b",
+            StatusCode::NOT_FOUND,
+            &h,
+            r#"{"error":"model \"x\" not found"}"#,
+        );
         assert_eq!(e.kind(), "bad_request");
         assert!(e.to_string().contains("not found"));
-        assert_eq!(classify("b", StatusCode::UNAUTHORIZED, &h, "").kind(), "auth");
+        assert_eq!(
+            classify("b", StatusCode::UNAUTHORIZED, &h, "").kind(),
+            "auth"
+        );
     }
 }

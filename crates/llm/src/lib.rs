@@ -2,6 +2,11 @@
 //! backend, with streaming, tool calls, validated structured output, routing with
 //! fallback, redaction and accounting. This crate depends on no other deckhand crate.
 //!
+//! The binary builds a [`Router`] from the `[llm]` table ([`LlmConfig`]) with
+//! [`Router::discover`], and agents call [`Router::chat`], [`Router::chat_stream`] or
+//! [`Router::structured`] with their name, so each gets its own model chain.
+//! `deckhand llm check` prints [`check()`]'s [`CheckReport`].
+//!
 //! # Layout
 //! - [`message`]: chat messages, roles and tool calls, in the shape every backend maps from.
 //! - [`chat`]: a request, its answer, and a streamed answer's events.
@@ -9,21 +14,45 @@
 //! - [`error`]: the classified [`Error`] (retry? fall back? stop?).
 //! - [`offline`]: the backend with no model, so deckhand works on a fresh machine.
 //! - [`providers`]: OpenAI and compatible servers, Azure OpenAI, Ollama, Anthropic, Gemini.
+//! - [`router`]: routing, fallback, retries, deadlines, cancellation, structured output.
+//! - [`config`]: the `[llm]` table and discovery from environment variables.
+//! - [`check`](mod@check): which backends answer and which model each agent uses.
+//! - [`extract`]: JSON and tool calls found in a model's prose.
+//! - [`prompt`]: tools and schemas described in the prompt for backends without them.
+//! - [`redact`]: secrets removed before anything leaves.
+//! - [`tokens`]: token estimates, context windows, history trimming.
+//! - [`usage`]: tokens, latency, errors and cost per backend, model and agent.
+//! - `unavailable` (private): a configured backend missing its key.
 //! - `http` (private): sending, HTTP error classification, line and SSE readers.
 
 pub mod backend;
 pub mod chat;
+pub mod check;
+pub mod config;
 pub mod error;
+pub mod extract;
 mod http;
 pub mod message;
 pub mod offline;
+pub mod prompt;
 pub mod providers;
+pub mod redact;
+pub mod router;
+pub mod tokens;
+mod unavailable;
+pub mod usage;
 
 pub use backend::{Backend, BoxFuture, Capabilities};
 pub use chat::{
-    ChatRequest, ChatResponse, ChatStream, FinishReason, ResponseSchema, StreamEvent,
-    TokenUsage, ToolDefinition,
+    ChatRequest, ChatResponse, ChatStream, FinishReason, ResponseSchema, StreamEvent, TokenUsage,
+    ToolDefinition,
 };
+pub use check::{check, check_router, CheckReport};
+pub use config::{BackendConfig, BackendKind, LlmConfig};
 pub use error::{Error, FailedAttempt, Result, TimeoutPhase};
 pub use message::{Message, Role, ToolCall};
 pub use offline::Offline;
+pub use redact::Redactor;
+pub use router::{Router, Structured};
+pub use tokio_util::sync::CancellationToken;
+pub use usage::{Usage, UsageSnapshot};

@@ -112,7 +112,13 @@ mod tests {
         assert!(a.text.starts_with(OFFLINE_PREFIX));
         assert!(a.tool_calls.is_empty());
         assert_eq!(a, b);
-        let streamed = backend.chat_stream(&request).await.unwrap().collect().await.unwrap();
+        let streamed = backend
+            .chat_stream(&request)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         assert_eq!(streamed, a);
     }
 

@@ -136,7 +136,10 @@ fn messages(messages: &[Message]) -> Vec<Value> {
     for message in messages {
         let (role, blocks) = match message.role {
             Role::System => continue,
-            Role::User => ("user", vec![json!({"type": "text", "text": message.content})]),
+            Role::User => (
+                "user",
+                vec![json!({"type": "text", "text": message.content})],
+            ),
             Role::Tool => (
                 "user",
                 vec![json!({

@@ -174,7 +174,8 @@ fn contents(messages: &[Message]) -> Vec<Value> {
                     parts.push(json!({"text": message.content}));
                 }
                 for call in &message.tool_calls {
-                    parts.push(json!({"functionCall": {"name": call.name, "args": call.arguments}}));
+                    parts
+                        .push(json!({"functionCall": {"name": call.name, "args": call.arguments}}));
                 }
                 ("model", parts)
             }
@@ -257,12 +258,13 @@ async fn absorb(
             assembler.text(text);
             StreamEvent::Text(text.to_owned())
         } else if let Some(call) = part.get("functionCall") {
-            let name = call.get("name").and_then(Value::as_str).ok_or_else(|| {
-                Error::BadResponse {
-                    backend: backend.to_owned(),
-                    message: "a functionCall has no name".into(),
-                }
-            })?;
+            let name =
+                call.get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error::BadResponse {
+                        backend: backend.to_owned(),
+                        message: "a functionCall has no name".into(),
+                    })?;
             let arguments = call.get("args").cloned().unwrap_or(json!({})).to_string();
             let index = assembler.call_count();
             let id = call
@@ -366,7 +368,10 @@ impl Backend for Gemini {
             let body = http::json(&self.name, response).await?;
             let limit = body.get("inputTokenLimit").and_then(Value::as_u64);
             Ok(match limit {
-                Some(limit) => format!("reachable; model {} accepts {limit} input tokens", self.model),
+                Some(limit) => format!(
+                    "reachable; model {} accepts {limit} input tokens",
+                    self.model
+                ),
                 None => format!("reachable; model {} known", self.model),
             })
         })

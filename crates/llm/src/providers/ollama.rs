@@ -171,7 +171,9 @@ async fn absorb(
     sender: Option<&tokio::sync::mpsc::Sender<Result<StreamEvent>>>,
 ) -> Result<bool> {
     if let Some(error) = chunk.get("error") {
-        let message = error.as_str().map_or_else(|| error.to_string(), str::to_owned);
+        let message = error
+            .as_str()
+            .map_or_else(|| error.to_string(), str::to_owned);
         let lower = message.to_lowercase();
         return Err(if http::mentions_context_length(&lower) {
             Error::ContextTooLong {
@@ -198,7 +200,11 @@ async fn absorb(
         if !text.is_empty() {
             assembler.text(text);
             if let Some(sender) = sender {
-                if sender.send(Ok(StreamEvent::Text(text.to_owned()))).await.is_err() {
+                if sender
+                    .send(Ok(StreamEvent::Text(text.to_owned())))
+                    .await
+                    .is_err()
+                {
                     return Ok(false);
                 }
             }

@@ -5,8 +5,8 @@
 
 use crate::backend::{Backend, BoxFuture, Capabilities};
 use crate::chat::{
-    parse_arguments, Assembler, ChatRequest, ChatResponse, ChatStream, FinishReason,
-    StreamEvent, TokenUsage,
+    parse_arguments, Assembler, ChatRequest, ChatResponse, ChatStream, FinishReason, StreamEvent,
+    TokenUsage,
 };
 use crate::error::{Error, Result};
 use crate::http::{self, Sse};
@@ -15,6 +15,10 @@ use serde_json::{json, Map, Value};
 
 /// The OpenAI API's base URL.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The Azure OpenAI `api-version` used unless configured (a GA version with tools and
+/// structured outputs).
+pub const AZURE_API_VERSION: &str = "2024-10-21";
 
 /// Which server speaks the protocol, which decides the URL, the credentials and a few
 /// fields.
@@ -258,7 +262,11 @@ async fn pump(
         if let Some(text) = delta.get("content").and_then(Value::as_str) {
             if !text.is_empty() {
                 assembler.text(text);
-                if sender.send(Ok(StreamEvent::Text(text.to_owned()))).await.is_err() {
+                if sender
+                    .send(Ok(StreamEvent::Text(text.to_owned())))
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }
@@ -473,7 +481,7 @@ impl Backend for OpenAi {
                 .filter_map(|m| m.get("id").and_then(Value::as_str))
                 .collect();
             let wanted = self.model();
-            Ok(match models.iter().any(|m| *m == wanted) {
+            Ok(match models.contains(&wanted) {
                 true => format!("reachable; model {wanted} listed"),
                 false if models.is_empty() => "reachable".to_owned(),
                 false => format!(
