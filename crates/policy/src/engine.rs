@@ -142,6 +142,7 @@ impl EngineBuilder {
             templates,
             constraints,
             timeout: self.timeout.unwrap_or(DEFAULT_EVALUATION_TIMEOUT),
+            metrics: Default::default(),
         };
         Ok(Engine::assemble(Arc::new(shared), Arc::new(self.inventory)))
     }
@@ -183,6 +184,8 @@ struct Shared {
     templates: BTreeMap<String, Template>,
     constraints: Vec<Constraint>,
     timeout: Duration,
+    /// Counted across every clone and every inventory snapshot.
+    metrics: crate::metrics::Metrics,
 }
 
 /// The policy engine. Clone it freely: clones share the compiled policies.
@@ -271,6 +274,17 @@ impl Engine {
     /// Judges one request: the built-in guards in Rust and in Rego, then the user's
     /// Rego policies and Gatekeeper constraints, on every review the request expands to.
     pub fn evaluate(&self, request: &AdmissionRequest) -> Decision {
+        let decision = self.judge(request);
+        self.shared.metrics.record(&decision);
+        decision
+    }
+
+    /// The decision counters so far (shared by every clone of this engine).
+    pub fn metrics(&self) -> crate::MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    fn judge(&self, request: &AdmissionRequest) -> Decision {
         let mut decision = Decision::default();
         let reviews = match review::expand(request) {
             Ok(reviews) => reviews,
@@ -431,6 +445,39 @@ mod tests {
     #[test]
     fn the_engine_can_be_shared_across_tasks() {
         assert_send_sync::<Engine>();
+    }
+
+    #[test]
+    fn decisions_are_counted_across_clones() {
+        let engine = Engine::with_builtins().expect("built-ins compile");
+        let clone = engine.with_inventory(Inventory::default());
+        let delete_namespace = AdmissionRequest::from_text(
+            r#"{"verb":"delete","operation":"DELETE","kind":{"group":"","version":"v1","kind":"Namespace"},"name":"prod"}"#,
+        )
+        .expect("request");
+        let read = AdmissionRequest::from_text(
+            r#"{"verb":"get","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"shop","name":"web"}"#,
+        )
+        .expect("request");
+        assert!(!engine.evaluate(&delete_namespace).allowed);
+        assert!(clone.evaluate(&read).allowed);
+        let metrics = engine.metrics();
+        assert_eq!(
+            (metrics.evaluations, metrics.allowed, metrics.denied),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            metrics
+                .denials_by_policy
+                .get(crate::guards::NO_NAMESPACE_DELETION),
+            Some(&1),
+            "{metrics:?}"
+        );
+        let text = metrics.to_prometheus();
+        assert!(
+            text.contains("deckhand_policy_decisions_total{outcome=\"denied\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

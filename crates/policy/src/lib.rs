@@ -29,6 +29,7 @@
 //! - [`selector`]: Kubernetes label selectors.
 //! - `loader` (private): finding policies in directories.
 //! - [`engine`]: [`Engine`] and its builder; what callers use.
+//! - [`metrics`]: decision counters, with a Prometheus rendering.
 //! - [`fixtures`]: policy tests (`deckhand policy test`).
 //! - [`error`]: this crate's error type.
 //!
@@ -42,6 +43,7 @@ mod gatekeeper;
 pub mod guards;
 pub mod inventory;
 mod loader;
+pub mod metrics;
 mod rego;
 pub mod request;
 pub mod review;
@@ -51,6 +53,7 @@ pub use engine::{Engine, EngineBuilder, DEFAULT_EVALUATION_TIMEOUT, INPUT_POLICY
 pub use error::{Error, Result};
 pub use guards::GuardConfig;
 pub use inventory::Inventory;
+pub use metrics::MetricsSnapshot;
 pub use request::AdmissionRequest;
 
 use serde::{Deserialize, Serialize};

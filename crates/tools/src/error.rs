@@ -141,6 +141,44 @@ pub enum Error {
         /// Why the result was rejected.
         message: String,
     },
+    /// The policy engine refused a cluster operation; nothing was sent (or, at the
+    /// dry-run checkpoint, only the dry run was).
+    #[error("policy denied {operation} at the {checkpoint} checkpoint: {}", violations.iter().map(|v| format!("[{}] {}", v.policy, v.message)).collect::<Vec<_>>().join("; "))]
+    PolicyDenied {
+        /// What was asked, e.g. `delete v1 Namespace prod`.
+        operation: String,
+        /// `requested` (the object as asked) or `dry_run` (as the server would store it).
+        checkpoint: &'static str,
+        /// Every policy that objected.
+        violations: Vec<deckhand_policy::Violation>,
+    },
+    /// A cluster change is malformed (no kind, no name, a namespace on a cluster-scoped
+    /// object, ...).
+    #[error("invalid cluster change: {message}")]
+    InvalidChange {
+        /// What is wrong.
+        message: String,
+    },
+    /// The API server refused or could not be reached.
+    #[error("cluster request failed: {action}")]
+    Cluster {
+        /// What deckhand was doing, e.g. `dry-run apply of apps/v1 Deployment shop/web`.
+        action: String,
+        /// kube's error, with the API server's status when there is one.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// The cluster changed between the approval and the write: what would be written
+    /// now differs from what the person approved.
+    #[error(
+        "{operation} changed since it was approved ({difference}); prepare and approve it again"
+    )]
+    ChangedSinceApproval {
+        /// The operation.
+        operation: String,
+        /// Where it differs.
+        difference: String,
+    },
 }
 
 /// One place where an input breaks its schema.
@@ -182,6 +220,10 @@ impl Error {
             Self::OutputLimit { .. } => "output_limit",
             Self::Crashed { .. } => "crashed",
             Self::MalformedResult { .. } => "malformed_result",
+            Self::PolicyDenied { .. } => "policy_denied",
+            Self::InvalidChange { .. } => "invalid_change",
+            Self::Cluster { .. } => "cluster",
+            Self::ChangedSinceApproval { .. } => "changed_since_approval",
         }
     }
 
@@ -189,7 +231,10 @@ impl Error {
     pub fn is_usage_error(&self) -> bool {
         matches!(
             self,
-            Self::UnknownTool { .. } | Self::InvalidInput { .. } | Self::InputTooLarge { .. }
+            Self::UnknownTool { .. }
+                | Self::InvalidInput { .. }
+                | Self::InputTooLarge { .. }
+                | Self::InvalidChange { .. }
         )
     }
 }

@@ -12,14 +12,18 @@
 //! - [`sandbox`]: the wasmtime host: each call in a fresh instance with only the workspace
 //!   preopened and CPU, memory, input and output limits.
 //! - [`loader`]: loading `NAME.json` + `NAME.wasm` tools from a directory.
+//! - [`cluster`]: the cluster gate: reads and writes judged by the policy engine before
+//!   and after a server-side dry run, written only with an approval, audited.
 //! - [`error`]: this crate's error type.
 
+pub mod cluster;
 pub mod error;
 pub mod loader;
 pub mod registry;
 pub mod sandbox;
 pub mod spec;
 
+pub use cluster::{Approval, ClusterChange, ClusterGate, ObjectRef, PreparedChange};
 pub use error::{Error, InputProblem, Result};
 pub use loader::{load_tool_dir, LoadReport, WasmTool};
 pub use registry::{Tool, ToolContext, ToolRegistry};
