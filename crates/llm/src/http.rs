@@ -158,11 +158,9 @@ pub(crate) fn error_message(body: &str) -> String {
             return quote(text);
         }
         let message = error.get("message").and_then(|m| m.as_str());
-        let code = error
-            .get("code")
-            .or_else(|| error.get("type"))
-            .or_else(|| error.get("status"))
-            .and_then(|c| c.as_str());
+        let code = ["code", "type", "status"]
+            .iter()
+            .find_map(|key| error.get(*key).and_then(|c| c.as_str()));
         match (message, code) {
             (Some(message), Some(code)) => return quote(&format!("{message} ({code})")),
             (Some(message), None) => return quote(message),
