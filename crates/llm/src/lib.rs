@@ -5,7 +5,29 @@
 //! The binary builds a [`Router`] from the `[llm]` table ([`LlmConfig`]) with
 //! [`Router::discover`], and agents call [`Router::chat`], [`Router::chat_stream`] or
 //! [`Router::structured`] with their name, so each gets its own model chain.
-//! `deckhand llm check` prints [`check()`]'s [`CheckReport`].
+//! `deckhand llm check` prints [`check()`]'s [`CheckReport`]. docs/LLM.md has the details.
+//!
+//! ```no_run
+//! use deckhand_llm::{CancellationToken, ChatRequest, LlmConfig, Message, Router};
+//!
+//! # async fn run() -> deckhand_llm::Result<()> {
+//! let config = LlmConfig::default(); // the [llm] table of deckhand.toml
+//! let env = |name: &str| std::env::var(name).ok();
+//! let router = Router::discover(&config, &env).await?;
+//! let answer = router
+//!     .chat(
+//!         "copilot",
+//!         ChatRequest::new(vec![Message::user("Why is my pod in CrashLoopBackOff?")]),
+//!         &CancellationToken::new(),
+//!     )
+//!     .await?;
+//! if answer.offline {
+//!     // No model: take the rule-based path.
+//! }
+//! println!("{}", deckhand_llm::check(&config, &env).await?);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Layout
 //! - [`message`]: chat messages, roles and tool calls, in the shape every backend maps from.
