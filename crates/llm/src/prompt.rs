@@ -25,6 +25,8 @@ pub fn adapt(request: &ChatRequest, capabilities: Capabilities) -> ChatRequest {
         }
         add_system(&mut adapted, text);
         adapted.messages = adapted.messages.into_iter().map(flatten_tools).collect();
+        // Described in the prompt only; the router reads the calls from the text.
+        adapted.tools.clear();
     }
     if let Some(schema) = &request.response_schema {
         let instruction = match capabilities.native_schema {
@@ -112,6 +114,7 @@ mod tests {
             offline: false,
         };
         let adapted = adapt(&request, none);
+        assert!(adapted.tools.is_empty());
         assert_eq!(adapted.messages[0].role, Role::System);
         assert!(adapted.messages[0]
             .content

@@ -543,7 +543,7 @@ impl Router {
             };
             let error = match result {
                 Ok(response) => return Ok(response),
-                Err(error) => fill_context(error, entry),
+                Err(error) => self.fill_context(error, entry),
             };
             self.record_error(entry, agent, &error);
             let Some(wait) = self.retry_wait(&error, attempt) else {
@@ -648,7 +648,7 @@ impl Router {
             };
             let error = match result {
                 Ok((stream, first)) => return Ok((stream, first, started)),
-                Err(error) => fill_context(error, entry),
+                Err(error) => self.fill_context(error, entry),
             };
             self.record_error(entry, agent, &error);
             let Some(wait) = self.retry_wait(&error, attempt) else {
@@ -761,9 +761,25 @@ fn finish_response(response: &mut ChatResponse, entry: &Entry, tools: &[ToolDefi
     }
 }
 
-/// Errors from providers name the backend; a context error also gets the model and window.
-fn fill_context(error: Error, entry: &Entry) -> Error {
+impl Router {
+    /// Errors from providers name the backend; the router adds what it knows: a context
+    /// error's model and window, a connect timeout's length.
+    fn fill_context(&self, error: Error, entry: &Entry) -> Error {
+        fill_context(error, entry, self.timeouts.connect())
+    }
+}
+
+fn fill_context(error: Error, entry: &Entry, connect_timeout: Duration) -> Error {
     match error {
+        Error::Timeout {
+            backend,
+            phase: TimeoutPhase::Connect,
+            ..
+        } => Error::Timeout {
+            backend,
+            phase: TimeoutPhase::Connect,
+            after: connect_timeout,
+        },
         Error::ContextTooLong {
             backend, needed, ..
         } => Error::ContextTooLong {

@@ -392,3 +392,35 @@ async fn structured_output_uses_response_format_json_schema() {
         json!(["cause", "confidence"])
     );
 }
+
+#[tokio::test]
+async fn without_native_tools_they_are_described_in_the_prompt() {
+    let mock = Mock::start(vec![Reply::json(completion(
+        json!({"role": "assistant", "content": "<tool_call>\n{\"name\": \"safe_get\", \"arguments\": {\"kind\": \"Node\"}}\n</tool_call>"}),
+        "stop",
+    ))])
+    .await;
+    let mut local = backend(
+        BackendKind::OpenaiCompatible,
+        "smollm2",
+        &format!("{}/v1", mock.url),
+    );
+    local.native_tools = Some(false);
+    let config = config(vec![("local", local)], &[("default", &["local"])]);
+    let response = router(&config)
+        .chat(
+            "copilot",
+            ChatRequest::new(vec![Message::user("nodes?")]).with_tools(vec![safe_get()]),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.tool_calls[0].arguments, json!({"kind": "Node"}));
+    let body = mock.requests()[0].json();
+    assert!(body.get("tools").is_none());
+    let system = body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("- safe_get: Reads Kubernetes objects."),
+        "{system}"
+    );
+}
