@@ -125,7 +125,10 @@ impl Redactor {
         text = FIELD
             .replace_all(&text, |captures: &Captures<'_>| {
                 let value = &captures[2];
-                if value.contains(REDACTED) || value.starts_with("[REDACTED") {
+                let bare = value.trim_matches(['"', '\'']).to_ascii_lowercase();
+                // `automountServiceAccountToken: false` is a setting, not a secret.
+                let setting = matches!(bare.as_str(), "true" | "false" | "null" | "~" | "");
+                if setting || value.contains(REDACTED) || value.starts_with("[REDACTED") {
                     return captures[0].to_owned();
                 }
                 fields += 1;
@@ -424,7 +427,7 @@ mod tests {
 
     #[test]
     fn ordinary_text_is_left_alone() {
-        let text = "max_tokens: 100\nsecretName: db-creds\nreplicas: 3\nThe pod restarted 5 times.";
+        let text = "max_tokens: 100\nsecretName: db-creds\nreplicas: 3\nautomountServiceAccountToken: false\nThe pod restarted 5 times.";
         assert_eq!(redact(text), text);
     }
 

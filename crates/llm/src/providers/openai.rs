@@ -481,6 +481,10 @@ impl Backend for OpenAi {
                 .filter_map(|m| m.get("id").and_then(Value::as_str))
                 .collect();
             let wanted = self.model();
+            if let Flavor::Azure { deployment, .. } = &self.flavor {
+                // The data-plane API lists base models, not deployments.
+                return Ok(format!("reachable; deployment {deployment} not checked"));
+            }
             Ok(match models.contains(&wanted) {
                 true => format!("reachable; model {wanted} listed"),
                 false if models.is_empty() => "reachable".to_owned(),
