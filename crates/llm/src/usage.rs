@@ -85,6 +85,114 @@ impl UsageSnapshot {
     }
 }
 
+impl UsageSnapshot {
+    /// The rows in Prometheus' text exposition format, for the API's `/metrics`:
+    /// `deckhand_llm_requests_total`, `deckhand_llm_errors_total` (by `kind`),
+    /// `deckhand_llm_tokens_total` (by `direction`), `deckhand_llm_latency_seconds_sum`,
+    /// `deckhand_llm_latency_seconds_max`, `deckhand_llm_cost_usd_total` and
+    /// `deckhand_llm_redactions_total`, each labelled with `backend`, `model` and `agent`.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+        let labels = |row: &UsageRow| {
+            format!(
+                "backend=\"{}\",model=\"{}\",agent=\"{}\"",
+                escape(&row.backend),
+                escape(&row.model),
+                escape(&row.agent)
+            )
+        };
+        let each = |f: &dyn Fn(&UsageRow) -> String| -> Vec<(String, String)> {
+            self.rows.iter().map(|row| (labels(row), f(row))).collect()
+        };
+        family(
+            "deckhand_llm_requests_total",
+            "counter",
+            "LLM requests answered.",
+            each(&|r| r.requests.to_string()),
+        );
+        let errors = self
+            .rows
+            .iter()
+            .flat_map(|row| {
+                row.errors_by_kind.iter().map(move |(kind, n)| {
+                    (
+                        format!("{},kind=\"{}\"", labels(row), escape(kind)),
+                        n.to_string(),
+                    )
+                })
+            })
+            .collect();
+        family(
+            "deckhand_llm_errors_total",
+            "counter",
+            "Failed LLM attempts, by error kind.",
+            errors,
+        );
+        let tokens = self
+            .rows
+            .iter()
+            .flat_map(|row| {
+                [
+                    (
+                        format!("{},direction=\"in\"", labels(row)),
+                        row.tokens_in.to_string(),
+                    ),
+                    (
+                        format!("{},direction=\"out\"", labels(row)),
+                        row.tokens_out.to_string(),
+                    ),
+                ]
+            })
+            .collect();
+        family(
+            "deckhand_llm_tokens_total",
+            "counter",
+            "Tokens sent (in) and generated (out).",
+            tokens,
+        );
+        family(
+            "deckhand_llm_latency_seconds_sum",
+            "counter",
+            "Summed latency of answered requests.",
+            each(&|r| format!("{}", r.latency_ms_total as f64 / 1000.0)),
+        );
+        family(
+            "deckhand_llm_latency_seconds_max",
+            "gauge",
+            "The slowest answered request.",
+            each(&|r| format!("{}", r.latency_ms_max as f64 / 1000.0)),
+        );
+        family(
+            "deckhand_llm_cost_usd_total",
+            "counter",
+            "Estimated cost from the configured prices.",
+            each(&|r| format!("{}", r.cost_usd)),
+        );
+        family(
+            "deckhand_llm_redactions_total",
+            "counter",
+            "Secrets redacted before sending.",
+            each(&|r| r.redactions.to_string()),
+        );
+        out
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 type Key = (String, String, String);
 
 /// The ledger, shared by cheap clones.
@@ -197,5 +305,13 @@ mod tests {
         let total = snapshot.total();
         assert_eq!(total.errors, 2);
         assert_eq!(total.errors_by_kind["connect"], 1);
+        let text = snapshot.prometheus();
+        assert!(text.contains(
+            "deckhand_llm_requests_total{backend=\"gpt\",model=\"gpt-4o\",agent=\"planner\"} 2\n"
+        ), "{text}");
+        assert!(text.contains("kind=\"rate_limited\"} 1\n"), "{text}");
+        assert!(text.contains("direction=\"out\"} 505\n"), "{text}");
+        assert!(text.contains("deckhand_llm_latency_seconds_max{backend=\"gpt\",model=\"gpt-4o\",agent=\"planner\"} 0.09\n"), "{text}");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
