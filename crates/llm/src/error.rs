@@ -227,6 +227,19 @@ impl Error {
         )
     }
 
+    /// Whether the answer came down to the offline backend: it was asked (alone, or as
+    /// the last resort of a route whose models all failed) for something only a model can
+    /// do. Agents take their rule-based path on this.
+    pub fn is_offline(&self) -> bool {
+        match self {
+            Self::Offline { .. } => true,
+            Self::AllFailed { attempts, .. } => attempts
+                .last()
+                .is_some_and(|attempt| attempt.kind == "offline"),
+            _ => false,
+        }
+    }
+
     /// How long the backend asked us to wait before trying again.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -260,5 +273,16 @@ mod tests {
         assert!(!auth.is_retryable());
         assert!(auth.should_fall_back());
         assert!(!Error::Cancelled.should_fall_back());
+        let offline = |kind: &str| Error::AllFailed {
+            route: "planner".into(),
+            attempts: vec![FailedAttempt {
+                backend: "x".into(),
+                model: "m".into(),
+                kind: kind.into(),
+                message: String::new(),
+            }],
+        };
+        assert!(offline("offline").is_offline());
+        assert!(!offline("timeout").is_offline());
     }
 }

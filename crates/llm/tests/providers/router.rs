@@ -398,6 +398,7 @@ async fn with_nothing_configured_agents_get_the_offline_backend() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("offline backend"), "{error}");
+    assert!(error.is_offline());
 }
 
 #[tokio::test]
