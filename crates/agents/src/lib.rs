@@ -2,9 +2,6 @@
 //! cloud specialists. They implement the runtime's traits on top of the LLM layer and the
 //! tools.
 //!
-//! # Layout
-//! - [`roster`]: who the agents are and what each one is responsible for.
+//! The roster ([`AgentRole`]) lives in the runtime, because plans name an agent per step.
 
-pub mod roster;
-
-pub use roster::AgentRole;
+pub use deckhand_runtime::AgentRole;

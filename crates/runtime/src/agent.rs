@@ -1,10 +1,53 @@
-//! The agents deckhand has, and the part each plays. Prompts, routing and the API's agent
-//! list are built from this one table.
+//! The agents deckhand has, and the part each plays. Plans name them per step; prompts,
+//! routing and the API's agent list are built from this one table.
 
+use crate::error::Result;
+use crate::plan::{Plan, ToolCatalog};
+use crate::thread::ThreadId;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// What a planner is asked to plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRequest {
+    /// The thread the plan belongs to.
+    pub thread_id: ThreadId,
+    /// The person's request, as written.
+    pub text: String,
+    /// The namespace the person works in, when given (`--namespace`).
+    pub namespace: Option<String>,
+    /// The thread so far, oldest first, one entry per message.
+    pub history: Vec<String>,
+    /// Summaries of similar past threads from the knowledge base, most similar first.
+    pub similar_threads: Vec<String>,
+}
+
+/// Turns a request into a validated plan. Scarlet implements it (with a model, or with
+/// her rule-based path on the offline backend).
+pub trait Planner: Send + Sync {
+    /// A plan for `request` using only the tools in `catalog`. Implementations repair
+    /// invalid drafts themselves (bounded) and fail with a clear message otherwise.
+    fn plan(
+        &self,
+        request: &PlanRequest,
+        catalog: &ToolCatalog,
+    ) -> impl Future<Output = Result<Plan>> + Send;
+}
 
 /// One of deckhand's agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentRole {
     /// Scarlet turns a request into a plan: a DAG of steps for the others.
@@ -28,6 +71,17 @@ impl AgentRole {
         Self::Sre,
         Self::Cloud,
     ];
+
+    /// The name plans use (`scarlet`, `jamie`, `security`, `sre`, `cloud`).
+    pub fn id(&self) -> &'static str {
+        match self {
+            Self::Scarlet => "scarlet",
+            Self::Jamie => "jamie",
+            Self::Security => "security",
+            Self::Sre => "sre",
+            Self::Cloud => "cloud",
+        }
+    }
 
     /// The agent's name as people see it.
     pub fn display_name(&self) -> &'static str {

@@ -18,6 +18,41 @@ pub enum Error {
         /// What was stored.
         status: String,
     },
+    /// An id (of a plan, say) is not a valid UUID.
+    #[error("{input:?} is not a {what} id (expected a UUID)")]
+    InvalidId {
+        /// What kind of id.
+        what: &'static str,
+        /// What was given.
+        input: String,
+        /// Why it did not parse.
+        #[source]
+        source: uuid::Error,
+    },
+    /// A plan failed validation; every problem names its step.
+    #[error("the plan is invalid:\n  - {}", problems.join("\n  - "))]
+    InvalidPlan {
+        /// One line per problem.
+        problems: Vec<String>,
+    },
+    /// An approval does not match the plan it is used for.
+    #[error("approval refused: {reason}")]
+    ApprovalMismatch {
+        /// Why.
+        reason: String,
+    },
+    /// A step input names an output that does not exist.
+    #[error("{reference} does not exist")]
+    MissingOutput {
+        /// The reference, e.g. `steps.look.output.name`.
+        reference: String,
+    },
+    /// A planner could not make a valid plan.
+    #[error("planning failed: {message}")]
+    Planning {
+        /// Why, in words for the person.
+        message: String,
+    },
     /// The store failed.
     #[error("thread store: {context}")]
     Store {

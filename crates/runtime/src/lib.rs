@@ -1,18 +1,24 @@
 //! deckhand's core: the types every other part shares and the traits they implement.
 //!
-//! A person's request lives in a [`thread::Thread`]. (Plans, the DAG scheduler, events and
-//! the Agent trait arrive with the runtime issue; they are built on these types.)
+//! A person's request lives in a [`thread::Thread`]; a request in it becomes a
+//! [`plan::Plan`], a DAG of steps, each one agent ([`AgentRole`]) using one tool.
 //!
 //! # Layout
+//! - [`agent`]: the agents and what each is responsible for.
+//! - [`plan`]: plans, their validation against the tool catalog, and their hash.
 //! - [`thread`]: threads (one conversation each) and their identifiers.
 //! - [`store`]: the [`store::ThreadStore`] trait that persists threads; `deckhand-store`
 //!   implements it on SQLite and PostgreSQL.
 //! - [`error`]: this crate's error type.
 
+pub mod agent;
 pub mod error;
+pub mod plan;
 pub mod store;
 pub mod thread;
 
+pub use agent::{AgentRole, PlanRequest, Planner};
 pub use error::{Error, Result};
+pub use plan::{CatalogEntry, Plan, PlanDraft, PlanId, Step, ToolCatalog};
 pub use store::ThreadStore;
 pub use thread::{Thread, ThreadId, ThreadStatus};
