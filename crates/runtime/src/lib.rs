@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`agent`]: the agents and what each is responsible for.
 //! - [`plan`]: plans, their validation against the tool catalog, and their hash.
+//! - [`scheduler`]: runs plans: concurrency, approvals, retries, cancellation,
+//!   persistence of every transition (the [`scheduler::PlanStore`] trait) and events.
 //! - [`thread`]: threads (one conversation each) and their identifiers.
 //! - [`store`]: the [`store::ThreadStore`] trait that persists threads; `deckhand-store`
 //!   implements it on SQLite and PostgreSQL.
@@ -14,11 +16,16 @@
 pub mod agent;
 pub mod error;
 pub mod plan;
+pub mod scheduler;
 pub mod store;
 pub mod thread;
 
 pub use agent::{AgentRole, PlanRequest, Planner};
 pub use error::{Error, Result};
 pub use plan::{CatalogEntry, Plan, PlanDraft, PlanId, Step, ToolCatalog};
+pub use scheduler::{
+    Approvals, PlanEvent, PlanOutcome, PlanState, PlanStore, Scheduler, SchedulerConfig,
+    StepExecutor, StepState,
+};
 pub use store::ThreadStore;
 pub use thread::{Thread, ThreadId, ThreadStatus};

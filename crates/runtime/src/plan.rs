@@ -310,6 +310,8 @@ fn validate(steps: &mut [Step], catalog: &ToolCatalog) -> Vec<String> {
         ));
         return problems;
     }
+    let mut validators: HashMap<String, std::result::Result<jsonschema::Validator, String>> =
+        HashMap::new();
     for (index, step) in steps.iter_mut().enumerate() {
         let Some(tool) = catalog.get(&step.tool) else {
             let known: Vec<&str> = catalog.entries().map(|entry| entry.name.as_str()).collect();
@@ -340,8 +342,12 @@ fn validate(steps: &mut [Step], catalog: &ToolCatalog) -> Vec<String> {
                 Some(_) => {}
             }
         }
+        // One compiled validator per tool, however many steps use it.
+        let validator = validators.entry(tool.name.clone()).or_insert_with(|| {
+            jsonschema::validator_for(&tool.input_schema).map_err(|error| error.to_string())
+        });
         problems.extend(
-            schema_problems(&tool.input_schema, &step.input)
+            schema_problems(validator, &step.input)
                 .into_iter()
                 .map(|problem| format!("step {:?}: input {problem}", step.id)),
         );
@@ -363,8 +369,11 @@ fn is_ancestor(graph: &DiGraph<usize, ()>, ancestor: NodeIndex, node: NodeIndex)
 
 /// Where the input breaks the tool's schema. Values that are output references stand
 /// for what the ancestor will produce, so the schema is not applied to them.
-fn schema_problems(schema: &Value, input: &Value) -> Vec<String> {
-    let validator = match jsonschema::validator_for(schema) {
+fn schema_problems(
+    validator: &std::result::Result<jsonschema::Validator, String>,
+    input: &Value,
+) -> Vec<String> {
+    let validator = match validator {
         Ok(validator) => validator,
         Err(error) => {
             return vec![format!(
@@ -377,7 +386,7 @@ fn schema_problems(schema: &Value, input: &Value) -> Vec<String> {
         .filter(|error| {
             let pointer = error.instance_path().to_string();
             let value = input.pointer(&pointer);
-            !value.is_some_and(|value| !output_refs(value).is_empty())
+            value.is_none_or(|value| output_refs(value).is_empty())
         })
         .map(|error| {
             let path = error.instance_path().to_string();

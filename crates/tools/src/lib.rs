@@ -26,7 +26,7 @@ pub mod spec;
 pub use cluster::{Approval, ClusterChange, ClusterGate, ObjectRef, PreparedChange};
 pub use error::{Error, InputProblem, Result};
 pub use loader::{load_tool_dir, LoadReport, WasmTool};
-pub use registry::{Tool, ToolContext, ToolRegistry};
+pub use registry::{Tool, ToolContext, ToolFuture, ToolRegistry};
 pub use sandbox::{
     SandboxConfig, SandboxLimits, ToolFailure, ToolModule, WasmSandbox, WorkspaceAccess,
 };
