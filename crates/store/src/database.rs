@@ -43,7 +43,7 @@ impl Backend {
 /// A connection pool to the store, migrated to the current schema.
 #[derive(Debug, Clone)]
 pub struct Database {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`database`]: [`Database`]: connecting, migrating, and the [`ThreadStore`] impl.
+//! - [`plans`]: the runtime's `PlanStore`: plans, step states and step events.
 //! - [`error`]: this crate's error type.
 //!
 //! Migrations live in `migrations/` and are embedded at build time.
@@ -11,6 +12,7 @@
 
 pub mod database;
 pub mod error;
+pub mod plans;
 
 pub use database::{Backend, Database};
 pub use error::{Error, Result};

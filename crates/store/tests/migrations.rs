@@ -4,6 +4,84 @@ use deckhand_runtime::{Thread, ThreadId, ThreadStatus, ThreadStore};
 use deckhand_store::{Backend, Database};
 use deckhand_testkit::{Postgres, SqliteFile};
 
+/// Plans and step transitions: stored, upserted per step, appended as events.
+async fn exercise_plans(database: &Database) {
+    use deckhand_runtime::plan::{CatalogEntry, PlanDraft, Step, ToolCatalog};
+    use deckhand_runtime::scheduler::{StepRecord, StepState};
+    use deckhand_runtime::{AgentRole, Plan, PlanStore};
+    let catalog = ToolCatalog::new([CatalogEntry {
+        name: "kube_scale".into(),
+        description: "scales".into(),
+        input_schema: serde_json::json!({"type": "object"}),
+        mutating: true,
+    }]);
+    let thread = ThreadId::new();
+    let plan = Plan::new(
+        thread,
+        "scale web to 3",
+        "scarlet/offline-rules",
+        PlanDraft {
+            steps: vec![Step {
+                id: "scale".into(),
+                agent: AgentRole::Jamie,
+                title: "Scale web to 3".into(),
+                tool: "kube_scale".into(),
+                input: serde_json::json!({"name": "web", "replicas": 3}),
+                depends_on: vec![],
+                mutating: true,
+                rationale: "asked for".into(),
+            }],
+        },
+        &catalog,
+    )
+    .expect("plan");
+    database.save_plan(&plan).await.expect("save plan");
+    database
+        .save_plan(&plan)
+        .await
+        .expect("saving twice is a no-op");
+    assert_eq!(
+        database.plan(plan.id).await.expect("read"),
+        Some(plan.clone())
+    );
+    assert_eq!(
+        database.plans_of_thread(thread).await.expect("list").len(),
+        1
+    );
+    let record = |state, output: Option<serde_json::Value>, error: Option<&str>, at| StepRecord {
+        plan_id: plan.id,
+        step_id: "scale".into(),
+        state,
+        attempt: 1,
+        output,
+        error: error.map(str::to_owned),
+        at_micros: at,
+    };
+    database
+        .record_step(&record(StepState::Running, None, None, 1))
+        .await
+        .expect("running");
+    database
+        .record_step(&record(
+            StepState::Succeeded,
+            Some(serde_json::json!({"replicas": 3})),
+            None,
+            2,
+        ))
+        .await
+        .expect("succeeded");
+    let states = database.latest_steps(plan.id).await.expect("states");
+    assert_eq!(states.len(), 1);
+    assert_eq!(states["scale"].state, StepState::Succeeded);
+    assert_eq!(
+        states["scale"].output,
+        Some(serde_json::json!({"replicas": 3}))
+    );
+    let events = database.step_events(plan.id).await.expect("events");
+    let kinds: Vec<&str> = events.iter().map(|event| event.1.as_str()).collect();
+    assert_eq!(kinds, vec!["running", "succeeded"]);
+}
+
 /// Exercises a freshly migrated store: writes threads, reads them back, lists them.
 async fn exercise(database: &Database) {
     let migrations = database
@@ -12,9 +90,10 @@ async fn exercise(database: &Database) {
         .expect("migrations listed");
     assert_eq!(
         migrations,
-        vec![20261122000001],
-        "the thread migration is applied once"
+        vec![20261122000001, 20261123000001],
+        "each migration is applied once"
     );
+    exercise_plans(database).await;
 
     let first = Thread::new("cluster-a", "ana", "why is checkout crash-looping?");
     let mut second = Thread::new("cluster-b", "bo", "scale web to 5");
@@ -79,7 +158,7 @@ async fn sqlite_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        1
+        2
     );
 }
 
@@ -103,7 +182,7 @@ async fn postgres_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        1
+        2
     );
 }
 
