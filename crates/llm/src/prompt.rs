@@ -29,16 +29,18 @@ pub fn adapt(request: &ChatRequest, capabilities: Capabilities) -> ChatRequest {
         adapted.tools.clear();
     }
     if let Some(schema) = &request.response_schema {
-        let instruction = match capabilities.native_schema {
-            // Native constraints still do better when the model knows what is wanted.
-            true => "Reply with a JSON document only.".to_owned(),
-            false => format!(
+        // Even with native constraints the schema goes in the prompt: a local server's
+        // grammar only constrains the shape, and without the schema's descriptions a small
+        // model fills fields with the wrong things (seen with Qwen2.5-Coder-1.5B behind
+        // llama-server putting a sentence in a step's `name`).
+        add_system(
+            &mut adapted,
+            format!(
                 "Reply with only a JSON document, without prose or code fences, that matches \
-                 this JSON Schema:\n{}",
+                 this JSON Schema (the descriptions say what each field holds):\n{}",
                 schema.schema
             ),
-        };
-        add_system(&mut adapted, instruction);
+        );
     }
     adapted
 }
@@ -136,6 +138,9 @@ mod tests {
             offline: false,
         };
         let adapted = adapt(&request, native);
+        assert!(adapted.messages[0]
+            .content
+            .contains("matches this JSON Schema"));
         assert_eq!(adapted.messages.len(), 4);
         assert_eq!(adapted.messages[3].role, Role::Tool);
     }

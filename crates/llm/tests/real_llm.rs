@@ -56,8 +56,9 @@ struct Step {
     tool: String,
     /// The Kubernetes namespace.
     namespace: String,
-    /// The object's name.
-    name: String,
+    /// The name of the Kubernetes object the tool acts on (for "deployment api", `api`).
+    /// A field called just `name` made the 1.5B model name the step instead.
+    object_name: String,
     /// The replica count, for safe_scale.
     replicas: Option<u32>,
 }
@@ -94,7 +95,7 @@ async fn plans_a_simple_request_end_to_end() {
         .find(|s| s.tool == "safe_scale")
         .expect("a safe_scale step");
     assert_eq!(scale.namespace, "shop");
-    assert_eq!(scale.name, "web");
+    assert_eq!(scale.object_name, "web");
     assert_eq!(scale.replicas, Some(5));
 }
 
