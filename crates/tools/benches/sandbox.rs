@@ -83,6 +83,7 @@ fn main() {
     load_tool_dir(&sandbox, &dist, &mut registry).expect("load tools");
     let context = ToolContext {
         workspace: workspace.path().to_owned(),
+        ..ToolContext::default()
     };
     let value = serde_json::json!({"path": "file.txt"});
     let samples = runtime.block_on(async {

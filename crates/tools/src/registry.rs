@@ -14,10 +14,15 @@ use std::sync::Arc;
 const MAX_REPORTED_PROBLEMS: usize = 10;
 
 /// What a call may touch, passed in by the caller: nothing is ambient.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolContext {
     /// The thread's workspace folder; tools that access the workspace see only this.
     pub workspace: PathBuf,
+    /// The person the call is made for (cluster tools pass it to the policies and the
+    /// audit log).
+    pub requested_by: String,
+    /// Who approved the step, for mutating tools: they refuse to run without it.
+    pub approved_by: Option<String>,
 }
 
 /// The future a tool call returns.
@@ -240,6 +245,7 @@ mod tests {
     fn context() -> ToolContext {
         ToolContext {
             workspace: PathBuf::from("/nonexistent"),
+            ..ToolContext::default()
         }
     }
 

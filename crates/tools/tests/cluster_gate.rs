@@ -459,3 +459,160 @@ async fn the_builtin_guards_hold_at_the_gate_and_reads_are_judged() {
         .denials_by_policy
         .contains_key("builtin/no-namespace-deletion"));
 }
+
+#[tokio::test]
+async fn the_cluster_tools_go_through_the_gate() {
+    use deckhand_tools::cluster::register_cluster_tools;
+    use deckhand_tools::{ToolContext, ToolRegistry};
+    use k8s_openapi::api::core::v1::{Event, Pod};
+
+    let (_cluster, client, gate, audit) = setup().await;
+    let mut registry = ToolRegistry::new();
+    register_cluster_tools(&mut registry, &gate).expect("registered");
+    let workspace = tempfile::tempdir().expect("workspace");
+    std::fs::create_dir(workspace.path().join("k8s")).expect("dir");
+    std::fs::write(
+        workspace.path().join("k8s/app.yaml"),
+        serde_yaml_ng::to_string(&deployment("api", "registry.local/api:2.1")).expect("yaml")
+            + "---\n"
+            + "apiVersion: v1\nkind: Service\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  selector: {app: api}\n  ports: [{port: 80, protocol: TCP}]\n",
+    )
+    .expect("manifest file");
+    let unapproved = ToolContext {
+        workspace: workspace.path().to_owned(),
+        requested_by: ALICE.into(),
+        approved_by: None,
+    };
+    let approved = ToolContext {
+        approved_by: Some("bob@example.com".into()),
+        ..unapproved.clone()
+    };
+
+    // Dry run from a workspace file: both objects judged and dry-run, nothing created.
+    let output = registry
+        .call(
+            "kube_dry_run",
+            &unapproved,
+            &json!({"file": "k8s/app.yaml"}),
+        )
+        .await
+        .expect("dry run");
+    let results = output["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{output}");
+    assert_eq!(results[0]["operation"], "create");
+    assert_eq!(
+        results[1]["dry_run"]["spec"]["type"], "ClusterIP",
+        "server defaults"
+    );
+    let deployments = Api::<Deployment>::namespaced(client.clone(), "shop");
+    assert!(deployments.get_opt("api").await.expect("read").is_none());
+
+    // The write needs an approval.
+    let error = registry
+        .call("kube_apply", &unapproved, &json!({"file": "k8s/app.yaml"}))
+        .await
+        .expect_err("no approval");
+    assert!(error.to_string().contains("approval"), "{error}");
+    let output = registry
+        .call("kube_apply", &approved, &json!({"file": "k8s/app.yaml"}))
+        .await
+        .expect("applied");
+    assert_eq!(output["applied"].as_array().map(Vec::len), Some(2));
+    assert!(deployments.get_opt("api").await.expect("read").is_some());
+
+    registry
+        .call(
+            "kube_scale",
+            &approved,
+            &json!({"kind": "Deployment", "namespace": "shop", "name": "api", "replicas": 3}),
+        )
+        .await
+        .expect("scaled");
+    let api = deployments.get("api").await.expect("api");
+    assert_eq!(api.spec.and_then(|s| s.replicas), Some(3));
+    registry
+        .call(
+            "kube_restart",
+            &approved,
+            &json!({"kind": "Deployment", "namespace": "shop", "name": "api"}),
+        )
+        .await
+        .expect("restarted");
+    let api = deployments.get("api").await.expect("api");
+    let annotations = api
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .unwrap_or_default();
+    assert!(annotations.contains_key("kubectl.kubernetes.io/restartedAt"));
+
+    // A pod in CrashLoopBackOff (status written as a kubelet would) and its events.
+    let pods = Api::<Pod>::namespaced(client.clone(), "shop");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "checkout-7d9f-abcde", "namespace": "shop", "labels": {"app": "checkout"}},
+        "spec": {"containers": [{"name": "checkout", "image": "registry.local/checkout:3.2"}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod");
+    pods.patch_status(
+        "checkout-7d9f-abcde",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running", "containerStatuses": [{
+            "name": "checkout", "image": "registry.local/checkout:3.2", "imageID": "", "ready": false,
+            "restartCount": 7,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}
+        }]}})),
+    )
+    .await
+    .expect("status");
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"name": "checkout-7d9f-abcde.backoff", "namespace": "shop"},
+        "involvedObject": {"kind": "Pod", "name": "checkout-7d9f-abcde", "namespace": "shop"},
+        "reason": "BackOff", "type": "Warning", "count": 31,
+        "message": "Back-off restarting failed container checkout"
+    }))
+    .expect("event");
+    Api::<Event>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &event)
+        .await
+        .expect("event");
+    // By workload name (no such pod, no Deployment: found by its app label).
+    let facts = registry
+        .call(
+            "pod_facts",
+            &unapproved,
+            &json!({"namespace": "shop", "name": "checkout"}),
+        )
+        .await
+        .expect("facts");
+    assert_eq!(facts["pod"]["metadata"]["name"], "checkout-7d9f-abcde");
+    assert_eq!(
+        facts["pod"]["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "CrashLoopBackOff"
+    );
+    assert_eq!(facts["events"][0]["reason"], "BackOff");
+    // Each container's log is there, or the facts say why not (no kubelet runs here).
+    assert!(
+        facts["logs"].get("checkout").is_some()
+            || !facts["logs_unavailable"].as_array().expect("list").is_empty(),
+        "{facts}"
+    );
+
+    // The guards hold through the tools too.
+    let error = registry
+        .call(
+            "kube_delete",
+            &approved,
+            &json!({"apiVersion": "v1", "kind": "Namespace", "name": "shop"}),
+        )
+        .await
+        .expect_err("namespace deletion");
+    assert_eq!(error.kind(), "policy_denied", "{error}");
+    assert!(audit
+        .records()
+        .iter()
+        .any(|r| r.stage == Stage::Write && r.approved_by.as_deref() == Some("bob@example.com")));
+}

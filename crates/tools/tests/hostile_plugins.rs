@@ -124,6 +124,7 @@ impl Harness {
     async fn attack(&self, tool: &str, attack: &str, path: &str) -> Result<Value, Error> {
         let context = ToolContext {
             workspace: self.workspace.path().to_owned(),
+            ..ToolContext::default()
         };
         self.registry
             .call(tool, &context, &json!({"attack": attack, "path": path}))
@@ -334,6 +335,7 @@ async fn resource_attacks_are_stopped_with_clear_errors() {
     let registry = Arc::clone(&harness.registry);
     let context = ToolContext {
         workspace: harness.workspace.path().to_owned(),
+        ..ToolContext::default()
     };
     let mut calls = tokio::task::JoinSet::new();
     for index in 0..16 {

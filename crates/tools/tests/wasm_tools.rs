@@ -62,6 +62,7 @@ impl Workspace {
     fn context(&self) -> ToolContext {
         ToolContext {
             workspace: self.path().to_owned(),
+            ..ToolContext::default()
         }
     }
 }

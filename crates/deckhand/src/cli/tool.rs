@@ -124,7 +124,15 @@ pub async fn run(config: &ToolsConfig, name: &str, workspace: &Path, input: &str
     };
     match toolbox
         .registry
-        .call(name, &ToolContext { workspace }, &input)
+        .call(
+            name,
+            &ToolContext {
+                workspace,
+                requested_by: whoami(),
+                ..ToolContext::default()
+            },
+            &input,
+        )
         .await
     {
         Ok(output) => {
@@ -145,4 +153,11 @@ pub async fn run(config: &ToolsConfig, name: &str, workspace: &Path, input: &str
             })
         }
     }
+}
+
+/// The person running the command, for the audit log of cluster tools.
+fn whoami() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "cli".to_owned())
 }

@@ -16,12 +16,15 @@
 //! # Layout
 //! - [`change`]: [`ClusterChange`] and [`ObjectRef`], what callers ask for.
 //! - [`audit`]: [`AuditRecord`] and the sinks records go to.
+//! - [`tools`]: the cluster tools agents call (`kube_get`, `pod_facts`, `kube_apply`, ...).
 
 pub mod audit;
 pub mod change;
+pub mod tools;
 
 pub use audit::{AuditRecord, AuditSink, MemoryAudit, Stage, TracingAudit};
 pub use change::{ClusterChange, ObjectRef, PatchType};
+pub use tools::register_cluster_tools;
 
 use crate::error::{Error, Result};
 use deckhand_policy::request::{GroupVersionKind as PolicyGvk, GroupVersionResource, UserInfo};
@@ -294,6 +297,53 @@ impl ClusterGate {
                 source: Box::new(source),
             })?;
         list.items.into_iter().map(to_value).collect()
+    }
+
+    /// The tail of a container's log (of its previous run with `previous`), after the
+    /// policy allows `get` on the pod's `log` subresource.
+    ///
+    /// # Errors
+    /// [`Error::PolicyDenied`]; [`Error::Cluster`] when there is no log (no kubelet ran
+    /// the container, or it has no previous run).
+    pub async fn pod_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+        limit_bytes: usize,
+        requested_by: &str,
+    ) -> Result<String> {
+        let target = ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: Some(namespace.to_owned()),
+            name: pod.to_owned(),
+        };
+        let resolved = self.resolve(target).await?;
+        let mut request = self.base_request(&resolved, "get", None, requested_by);
+        request.name = Some(pod.to_owned());
+        request.sub_resource = Some("log".to_owned());
+        let what = format!("{} log of {container}", resolved.target);
+        self.judge_read(&request, &what, "get", requested_by)?;
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), namespace);
+        let params = kube::api::LogParams {
+            container: Some(container.to_owned()),
+            previous,
+            limit_bytes: i64::try_from(limit_bytes).ok(),
+            tail_lines: Some(2000),
+            ..kube::api::LogParams::default()
+        };
+        pods.logs(pod, &params)
+            .await
+            .map_err(|source| Error::Cluster {
+                action: format!(
+                    "read the {}log of {container} in pod {namespace}/{pod}",
+                    if previous { "previous " } else { "" }
+                ),
+                source: Box::new(source),
+            })
     }
 
     async fn discover(&self, target: &ObjectRef) -> Result<(ApiResource, bool)> {

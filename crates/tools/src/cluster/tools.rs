@@ -1,0 +1,693 @@
+//! The cluster tools agents call: thin [`Tool`]s over the [`ClusterGate`], so every read
+//! and write they do is judged by the policy engine, dry-run first, and audited.
+//!
+//! | tool | mutating | does |
+//! |---|---|---|
+//! | `kube_get` | no | reads one object |
+//! | `kube_list` | no | lists objects of a kind |
+//! | `pod_facts` | no | a pod (or a workload's most troubled pod), its events and logs |
+//! | `kube_dry_run` | no | both policy checkpoints around a server-side dry run |
+//! | `kube_apply` | yes | the same, then the write (needs an approval) |
+//! | `kube_scale` | yes | sets replicas through the scale subresource |
+//! | `kube_restart` | yes | a rollout restart (the pod template's restartedAt annotation) |
+//! | `kube_delete` | yes | deletes one object |
+
+use super::{Approval, ClusterChange, ClusterGate, ObjectRef, PatchType};
+use crate::error::{Error, Result};
+use crate::registry::{Tool, ToolContext, ToolFuture, ToolRegistry};
+use crate::sandbox::WorkspaceAccess;
+use crate::spec::ToolSpec;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The most log bytes `pod_facts` returns per container (the tail is kept).
+pub const MAX_LOG_BYTES: usize = 64 * 1024;
+/// The most events `pod_facts` returns (the newest).
+pub const MAX_EVENTS: usize = 50;
+/// The largest manifest file `kube_dry_run` and `kube_apply` read from the workspace.
+pub const MAX_MANIFEST_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Registers every cluster tool over `gate`.
+///
+/// # Errors
+/// [`Error::DuplicateTool`] when a tool of the same name is already registered.
+pub fn register_cluster_tools(registry: &mut ToolRegistry, gate: &ClusterGate) -> Result<()> {
+    for kind in ToolKind::ALL {
+        registry.register(
+            Arc::new(ClusterTool {
+                spec: kind.spec(),
+                kind,
+                gate: gate.clone(),
+            }),
+            "cluster",
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ToolKind {
+    Get,
+    List,
+    PodFacts,
+    DryRun,
+    Apply,
+    Scale,
+    Restart,
+    Delete,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListInput {
+    /// `v1`, `apps/v1`, ...
+    api_version: String,
+    /// `Pod`, `Deployment`, ...
+    kind: String,
+    /// One namespace; omit for all namespaces (or a cluster-scoped kind).
+    #[serde(default)]
+    namespace: Option<String>,
+    /// A label selector, e.g. `app=web,tier!=cache`.
+    #[serde(default)]
+    label_selector: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PodInput {
+    /// The namespace.
+    namespace: String,
+    /// A pod's name, or a Deployment's or StatefulSet's (then its most troubled pod).
+    name: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ManifestsInput {
+    /// The objects, as JSON.
+    #[serde(default)]
+    manifests: Vec<Value>,
+    /// Or a workspace-relative YAML file (several documents allowed).
+    #[serde(default)]
+    file: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ScaleInput {
+    /// `Deployment`, `StatefulSet` or `ReplicaSet`.
+    kind: String,
+    /// The namespace.
+    namespace: String,
+    /// The workload's name.
+    name: String,
+    /// The new replica count.
+    #[schemars(range(min = 0, max = 1000))]
+    replicas: i32,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RestartInput {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    kind: String,
+    /// The namespace.
+    namespace: String,
+    /// The workload's name.
+    name: String,
+}
+
+impl ToolKind {
+    const ALL: [ToolKind; 8] = [
+        Self::Get,
+        Self::List,
+        Self::PodFacts,
+        Self::DryRun,
+        Self::Apply,
+        Self::Scale,
+        Self::Restart,
+        Self::Delete,
+    ];
+
+    fn spec(self) -> ToolSpec {
+        let schema = |value: schemars::Schema| serde_json::to_value(value).unwrap_or(json!({}));
+        let object_ref = schema(schemars::schema_for!(ObjectRef));
+        let (name, description, mutating, input) = match self {
+            Self::Get => ("kube_get", "Reads one Kubernetes object (judged by the policies as a `get`).", false, object_ref),
+            Self::List => ("kube_list", "Lists Kubernetes objects of one kind, in a namespace or everywhere, optionally by label selector.", false, schema(schemars::schema_for!(ListInput))),
+            Self::PodFacts => ("pod_facts", "Gathers what a diagnosis needs about a pod (or a Deployment's/StatefulSet's most troubled pod): the pod, its recent events, and its current and previous containers' logs (tails).", false, schema(schemars::schema_for!(PodInput))),
+            Self::DryRun => ("kube_dry_run", "Checks manifests without changing anything: the policies judge each object as asked, the API server dry-runs it, and the policies judge the result as it would be stored.", false, schema(schemars::schema_for!(ManifestsInput))),
+            Self::Apply => ("kube_apply", "Applies manifests (server-side apply) after both policy checkpoints and a dry run; runs only with the person's approval.", true, schema(schemars::schema_for!(ManifestsInput))),
+            Self::Scale => ("kube_scale", "Sets a Deployment's, StatefulSet's or ReplicaSet's replicas; runs only with the person's approval.", true, schema(schemars::schema_for!(ScaleInput))),
+            Self::Restart => ("kube_restart", "Restarts a Deployment's, StatefulSet's or DaemonSet's pods the way `kubectl rollout restart` does; runs only with the person's approval.", true, schema(schemars::schema_for!(RestartInput))),
+            Self::Delete => ("kube_delete", "Deletes one Kubernetes object (never a Namespace); runs only with the person's approval.", true, object_ref),
+        };
+        ToolSpec {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            workspace: if matches!(self, Self::DryRun | Self::Apply) {
+                WorkspaceAccess::Read
+            } else {
+                WorkspaceAccess::None
+            },
+            mutating,
+            input_schema: input,
+            output_schema: json!({"type": "object"}),
+        }
+    }
+}
+
+struct ClusterTool {
+    spec: ToolSpec,
+    kind: ToolKind,
+    gate: ClusterGate,
+}
+
+impl Tool for ClusterTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    fn call<'a>(&'a self, context: &'a ToolContext, input: &'a Value) -> ToolFuture<'a> {
+        Box::pin(async move { self.run(context, input).await })
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(tool: &str, input: &Value) -> Result<T> {
+    serde_json::from_value(input.clone()).map_err(|error| Error::InvalidChange {
+        message: format!("{tool}: {error}"),
+    })
+}
+
+impl ClusterTool {
+    fn requested_by(context: &ToolContext) -> &str {
+        if context.requested_by.is_empty() {
+            "unknown"
+        } else {
+            &context.requested_by
+        }
+    }
+
+    fn approval(&self, context: &ToolContext) -> Result<Approval> {
+        match &context.approved_by {
+            Some(who) if !who.trim().is_empty() => Ok(Approval {
+                approved_by: who.clone(),
+            }),
+            _ => Err(Error::InvalidChange {
+                message: format!(
+                    "{} changes the cluster and runs only with the person's approval",
+                    self.spec.name
+                ),
+            }),
+        }
+    }
+
+    async fn run(&self, context: &ToolContext, input: &Value) -> Result<Value> {
+        let who = Self::requested_by(context);
+        let name = self.spec.name.as_str();
+        match self.kind {
+            ToolKind::Get => {
+                let target: ObjectRef = parse(name, input)?;
+                let object = self.gate.get(&target, who).await?;
+                Ok(json!({"found": object.is_some(), "object": object}))
+            }
+            ToolKind::List => {
+                let list: ListInput = parse(name, input)?;
+                let items = self
+                    .gate
+                    .list(
+                        &list.api_version,
+                        &list.kind,
+                        list.namespace.as_deref(),
+                        list.label_selector.as_deref(),
+                        who,
+                    )
+                    .await?;
+                Ok(json!({"items": items}))
+            }
+            ToolKind::PodFacts => {
+                let pod: PodInput = parse(name, input)?;
+                self.pod_facts(&pod.namespace, &pod.name, who).await
+            }
+            ToolKind::DryRun | ToolKind::Apply => {
+                let manifests: ManifestsInput = parse(name, input)?;
+                let objects = manifest_objects(context, manifests)?;
+                let approval = match self.kind {
+                    ToolKind::Apply => Some(self.approval(context)?),
+                    _ => None,
+                };
+                let mut results = Vec::with_capacity(objects.len());
+                for object in objects {
+                    let prepared = self
+                        .gate
+                        .prepare(ClusterChange::Apply { object }, who)
+                        .await?;
+                    let operation = if prepared.current.is_some() {
+                        "update"
+                    } else {
+                        "create"
+                    };
+                    match &approval {
+                        None => results.push(json!({
+                            "object": prepared.target.to_string(),
+                            "operation": operation,
+                            "dry_run": prepared.dry_run,
+                            "warnings": prepared.warnings,
+                        })),
+                        Some(approval) => {
+                            let written = self.gate.execute(&prepared, approval).await?;
+                            results.push(json!({
+                                "object": prepared.target.to_string(),
+                                "operation": operation,
+                                "result": written,
+                            }));
+                        }
+                    }
+                }
+                Ok(match self.kind {
+                    ToolKind::Apply => json!({"applied": results}),
+                    _ => json!({"results": results}),
+                })
+            }
+            ToolKind::Scale => {
+                let scale: ScaleInput = parse(name, input)?;
+                if !matches!(
+                    scale.kind.as_str(),
+                    "Deployment" | "StatefulSet" | "ReplicaSet"
+                ) {
+                    return Err(Error::InvalidChange {
+                        message: format!(
+                            "{} cannot be scaled; Deployment, StatefulSet or ReplicaSet can",
+                            scale.kind
+                        ),
+                    });
+                }
+                let approval = self.approval(context)?;
+                let target = ObjectRef {
+                    api_version: "apps/v1".into(),
+                    kind: scale.kind,
+                    namespace: Some(scale.namespace),
+                    name: scale.name,
+                };
+                let prepared = self
+                    .gate
+                    .prepare(
+                        ClusterChange::Scale {
+                            target: target.clone(),
+                            replicas: scale.replicas,
+                        },
+                        who,
+                    )
+                    .await?;
+                self.gate.execute(&prepared, &approval).await?;
+                Ok(json!({"object": target.to_string(), "replicas": scale.replicas}))
+            }
+            ToolKind::Restart => {
+                let restart: RestartInput = parse(name, input)?;
+                if !matches!(
+                    restart.kind.as_str(),
+                    "Deployment" | "StatefulSet" | "DaemonSet"
+                ) {
+                    return Err(Error::InvalidChange {
+                        message: format!(
+                            "{} cannot be restarted; Deployment, StatefulSet or DaemonSet can",
+                            restart.kind
+                        ),
+                    });
+                }
+                let approval = self.approval(context)?;
+                let target = ObjectRef {
+                    api_version: "apps/v1".into(),
+                    kind: restart.kind,
+                    namespace: Some(restart.namespace),
+                    name: restart.name,
+                };
+                let restarted_at = chrono_like_now();
+                let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+                    "kubectl.kubernetes.io/restartedAt": restarted_at
+                }}}}});
+                let prepared = self
+                    .gate
+                    .prepare(
+                        ClusterChange::Patch {
+                            target: target.clone(),
+                            patch_type: PatchType::Strategic,
+                            patch,
+                        },
+                        who,
+                    )
+                    .await?;
+                self.gate.execute(&prepared, &approval).await?;
+                Ok(json!({"object": target.to_string(), "restarted_at": restarted_at}))
+            }
+            ToolKind::Delete => {
+                let target: ObjectRef = parse(name, input)?;
+                let approval = self.approval(context)?;
+                let prepared = self
+                    .gate
+                    .prepare(
+                        ClusterChange::Delete {
+                            target: target.clone(),
+                        },
+                        who,
+                    )
+                    .await?;
+                let result = self.gate.execute(&prepared, &approval).await?;
+                Ok(json!({"object": target.to_string(), "result": result}))
+            }
+        }
+    }
+
+    /// The pod (or the most troubled pod of a workload), its events and its logs.
+    async fn pod_facts(&self, namespace: &str, name: &str, who: &str) -> Result<Value> {
+        let pod_ref = |name: &str| ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: Some(namespace.to_owned()),
+            name: name.to_owned(),
+        };
+        let pod = match self.gate.get(&pod_ref(name), who).await? {
+            Some(pod) => pod,
+            None => self.troubled_pod_of(namespace, name, who).await?,
+        };
+        let pod_name = pod
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or(name)
+            .to_owned();
+        let mut events: Vec<Value> = self
+            .gate
+            .list("v1", "Event", Some(namespace), None, who)
+            .await?
+            .into_iter()
+            .filter(|event| {
+                event
+                    .pointer("/involvedObject/name")
+                    .and_then(Value::as_str)
+                    == Some(pod_name.as_str())
+                    && event
+                        .pointer("/involvedObject/kind")
+                        .and_then(Value::as_str)
+                        == Some("Pod")
+            })
+            .collect();
+        events.sort_by_key(event_time);
+        if events.len() > MAX_EVENTS {
+            events.drain(..events.len() - MAX_EVENTS);
+        }
+        let containers: Vec<String> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .map(|containers| {
+                containers
+                    .iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut logs = serde_json::Map::new();
+        let mut previous_logs = serde_json::Map::new();
+        let mut unavailable = Vec::new();
+        for container in &containers {
+            for (previous, into) in [(false, &mut logs), (true, &mut previous_logs)] {
+                match self
+                    .gate
+                    .pod_logs(
+                        namespace,
+                        &pod_name,
+                        container,
+                        previous,
+                        MAX_LOG_BYTES,
+                        who,
+                    )
+                    .await
+                {
+                    Ok(text) => {
+                        into.insert(container.clone(), Value::String(text));
+                    }
+                    // Logs need a kubelet; a pod never started has none. Say so, go on.
+                    Err(error @ Error::Cluster { .. }) => unavailable.push(format!(
+                        "{container}{}: {error}",
+                        if previous { " (previous)" } else { "" }
+                    )),
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        Ok(json!({
+            "pod": pod,
+            "events": events,
+            "logs": logs,
+            "previous_logs": previous_logs,
+            "logs_unavailable": unavailable,
+        }))
+    }
+
+    /// A workload's pod that looks worst: not ready first, then most restarts.
+    async fn troubled_pod_of(&self, namespace: &str, name: &str, who: &str) -> Result<Value> {
+        let mut selector = None;
+        for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+            let workload = ObjectRef {
+                api_version: "apps/v1".into(),
+                kind: kind.into(),
+                namespace: Some(namespace.to_owned()),
+                name: name.to_owned(),
+            };
+            if let Some(object) = self.gate.get(&workload, who).await? {
+                selector = object
+                    .pointer("/spec/selector/matchLabels")
+                    .and_then(Value::as_object)
+                    .map(|labels| {
+                        labels
+                            .iter()
+                            .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    });
+                break;
+            }
+        }
+        let selectors = match selector {
+            Some(selector) => vec![selector],
+            None => vec![
+                format!("app={name}"),
+                format!("app.kubernetes.io/name={name}"),
+            ],
+        };
+        for selector in selectors {
+            let pods = self
+                .gate
+                .list("v1", "Pod", Some(namespace), Some(&selector), who)
+                .await?;
+            if let Some(worst) = pods.into_iter().max_by_key(trouble_score) {
+                return Ok(worst);
+            }
+        }
+        Err(Error::InvalidChange {
+            message: format!(
+                "no pod, Deployment or StatefulSet named {name} in namespace {namespace}"
+            ),
+        })
+    }
+}
+
+/// Higher is worse: not ready, then restarts.
+fn trouble_score(pod: &Value) -> (bool, i64) {
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let not_ready = statuses.is_empty()
+        || statuses
+            .iter()
+            .any(|status| status.get("ready") != Some(&Value::Bool(true)));
+    let restarts = statuses
+        .iter()
+        .filter_map(|status| status.get("restartCount").and_then(Value::as_i64))
+        .sum();
+    (not_ready, restarts)
+}
+
+fn event_time(event: &Value) -> String {
+    [
+        "/lastTimestamp",
+        "/eventTime",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .find_map(|pointer| event.pointer(pointer).and_then(Value::as_str))
+    .unwrap_or("")
+    .to_owned()
+}
+
+/// Now as RFC 3339 UTC (what `kubectl rollout restart` writes), without a date crate.
+fn chrono_like_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    let days = seconds / 86_400;
+    let (hour, minute, second) = (
+        (seconds % 86_400) / 3600,
+        (seconds % 3600) / 60,
+        seconds % 60,
+    );
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+/// The objects of a manifests input: inline, or from a YAML file in the workspace
+/// (confined like the sandbox: no absolute paths, no `..`, no symlinks out).
+fn manifest_objects(context: &ToolContext, input: ManifestsInput) -> Result<Vec<Value>> {
+    let mut objects = input.manifests;
+    if let Some(file) = input.file {
+        let relative = std::path::Path::new(&file);
+        if relative.is_absolute()
+            || relative
+                .components()
+                .any(|part| !matches!(part, std::path::Component::Normal(_)))
+        {
+            return Err(Error::InvalidChange {
+                message: format!("{file:?} must be a plain path inside the workspace"),
+            });
+        }
+        let root = context
+            .workspace
+            .canonicalize()
+            .map_err(|error| Error::InvalidChange {
+                message: format!(
+                    "the workspace {} is unusable: {error}",
+                    context.workspace.display()
+                ),
+            })?;
+        let path = root
+            .join(relative)
+            .canonicalize()
+            .map_err(|error| Error::InvalidChange {
+                message: format!("cannot read {file}: {error}"),
+            })?;
+        if !path.starts_with(&root) {
+            return Err(Error::InvalidChange {
+                message: format!("{file} leads outside the workspace"),
+            });
+        }
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_MANIFEST_FILE_BYTES {
+            return Err(Error::InvalidChange {
+                message: format!(
+                    "{file} is {size} bytes; at most {MAX_MANIFEST_FILE_BYTES} are read"
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(&path).map_err(|error| Error::InvalidChange {
+            message: format!("cannot read {file}: {error}"),
+        })?;
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value = Value::deserialize(document).map_err(|error| Error::InvalidChange {
+                message: format!("{file} is not valid YAML: {error}"),
+            })?;
+            match value {
+                Value::Null => {}
+                Value::Object(ref fields)
+                    if fields.get("kind").and_then(Value::as_str) == Some("List") =>
+                {
+                    if let Some(items) = fields.get("items").and_then(Value::as_array) {
+                        objects.extend(items.iter().cloned());
+                    }
+                }
+                other => objects.push(other),
+            }
+        }
+    }
+    if objects.is_empty() {
+        return Err(Error::InvalidChange {
+            message: "no manifests: give `manifests` or a `file` with at least one object"
+                .to_owned(),
+        });
+    }
+    Ok(objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_has_a_valid_manifest() {
+        for kind in ToolKind::ALL {
+            let spec = kind.spec();
+            assert!(
+                spec.problems().is_empty(),
+                "{}: {:?}",
+                spec.name,
+                spec.problems()
+            );
+        }
+        let mutating: Vec<String> = ToolKind::ALL
+            .iter()
+            .map(|kind| kind.spec())
+            .filter(|spec| spec.mutating)
+            .map(|spec| spec.name)
+            .collect();
+        assert_eq!(
+            mutating,
+            ["kube_apply", "kube_scale", "kube_restart", "kube_delete"]
+        );
+    }
+
+    #[test]
+    fn restart_stamps_are_rfc3339() {
+        let stamp = chrono_like_now();
+        assert_eq!(stamp.len(), 20, "{stamp}");
+        assert!(stamp.starts_with("20") && stamp.ends_with('Z') && stamp.contains('T'));
+    }
+
+    #[test]
+    fn manifest_files_stay_inside_the_workspace() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ok.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n").unwrap();
+        let context = ToolContext {
+            workspace: dir.path().to_owned(),
+            ..ToolContext::default()
+        };
+        let read = |file: &str| {
+            manifest_objects(
+                &context,
+                ManifestsInput {
+                    manifests: vec![],
+                    file: Some(file.into()),
+                },
+            )
+        };
+        assert_eq!(read("ok.yaml").unwrap().len(), 2);
+        for escape in ["../ok.yaml", "/etc/passwd", "./ok.yaml/.."] {
+            assert!(read(escape).is_err(), "{escape}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc/hostname", dir.path().join("link.yaml")).unwrap();
+            let error = read("link.yaml").unwrap_err();
+            assert!(
+                error.to_string().contains("outside the workspace"),
+                "{error}"
+            );
+        }
+    }
+}
