@@ -26,7 +26,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "deckhand.toml";
 pub const DEFAULT_POLICY_DIR: &str = "policies/local";
 
 /// Everything `deckhand serve` needs to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where the HTTP API listens.
     pub listen: SocketAddr,
@@ -45,6 +45,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// The policy engine's user policies and guard settings.
     pub policy: PolicyConfig,
+    /// The LLM backends and which agent uses which (docs/LLM.md); environment variables
+    /// add backends, and with none the offline backend answers.
+    pub llm: deckhand_llm::LlmConfig,
 }
 
 /// The policy engine's configuration: which user policies to load and what the built-in
@@ -107,6 +110,7 @@ impl Default for Config {
             limits: SandboxLimits::default(),
             database_url: None,
             policy: PolicyConfig::default(),
+            llm: deckhand_llm::LlmConfig::default(),
         }
     }
 }
@@ -147,6 +151,9 @@ pub struct FileConfig {
     /// `[policy]`.
     #[serde(default)]
     pub policy: FilePolicy,
+    /// `[llm]`: backends and routes (docs/LLM.md).
+    #[serde(default)]
+    pub llm: Option<deckhand_llm::LlmConfig>,
 }
 
 /// The `[tools]` table.
@@ -270,6 +277,9 @@ impl FileConfig {
             .extend(policy.protected_namespaces);
         if let Some(namespace) = policy.own_namespace {
             config.policy.own_namespace = Some(namespace);
+        }
+        if let Some(llm) = self.llm {
+            config.llm = llm;
         }
         Ok(())
     }

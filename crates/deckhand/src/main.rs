@@ -34,6 +34,38 @@ enum Command {
     Tool(ToolCommand),
     /// Check a request against the policy engine, or run policy tests.
     Policy(deckhand::cli::policy::PolicyArgs),
+    /// Carry out a plan approved by its hash (`deckhand plan ... --json` makes one).
+    /// Exit status: 0 every step succeeded, 1 approval refused, plan invalid or a step
+    /// failed, 2 unreadable plan or deckhand cannot start.
+    Run {
+        /// The plan, as JSON.
+        plan: PathBuf,
+        /// The plan's hash (`sha256:...`): the approval. Any other hash is refused.
+        #[arg(long, value_name = "HASH")]
+        approve: String,
+        /// The sandbox root tools are confined to [default: workspace].
+        #[arg(long, env = "DECKHAND_WORKSPACE", value_name = "DIR")]
+        workspace: Option<PathBuf>,
+        /// Directory for the SQLite store [default: data].
+        #[arg(long, env = "DECKHAND_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        tools: ToolsArgs,
+    },
+    /// The LLM layer: which backends are reachable and which model each agent uses.
+    #[command(subcommand)]
+    Llm(LlmCommand),
+}
+
+#[derive(Subcommand)]
+enum LlmCommand {
+    /// Probe every configured backend and show each agent's model chain. Exit status 0
+    /// when every agent has a reachable backend (the offline one counts), 1 otherwise.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where tools come from (shared by `serve` and `tool`).
@@ -205,6 +237,48 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     };
                     deckhand::cli::tool::run(&tools, &name, &workspace, &input).await
                 }
+            })
+        }
+        Command::Run {
+            plan,
+            approve,
+            workspace,
+            data_dir,
+            tools,
+        } => {
+            let mut config = Config::load(cli.config.as_deref())?;
+            if let Some(dir) = workspace {
+                config.workspace = dir;
+            }
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            tools.apply(&mut config);
+            let status = deckhand::cli::run::run(
+                &config,
+                &plan,
+                &approve,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
+            Ok(ExitCode::from(status))
+        }
+        Command::Llm(LlmCommand::Check { json }) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let env = |name: &str| std::env::var(name).ok();
+            let report = deckhand::llm::check(&config.llm, &env)
+                .await
+                .context("the [llm] configuration is unusable")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(if report.routes.iter().all(|route| route.uses.is_some()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         Command::Policy(args) => {

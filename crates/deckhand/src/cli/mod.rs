@@ -7,3 +7,4 @@
 pub mod tool;
 
 pub mod policy;
+pub mod run;

@@ -1,0 +1,70 @@
+//! The runtime's [`StepExecutor`] over the tool registry: a plan step is one tool call,
+//! made for the person who asked and, for mutating tools, with the approver's name (the
+//! cluster tools refuse to write without it).
+
+use deckhand_runtime::plan::{CatalogEntry, ToolCatalog};
+use deckhand_runtime::scheduler::{StepContext, StepError};
+use deckhand_runtime::{Step, StepExecutor};
+use deckhand_tools::{ToolContext, ToolRegistry};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Runs steps by calling their tools.
+pub struct ToolExecutor {
+    registry: Arc<ToolRegistry>,
+    workspace: PathBuf,
+    requested_by: String,
+}
+
+impl ToolExecutor {
+    /// An executor calling tools from `registry`, confined to `workspace`, on behalf of
+    /// `requested_by`.
+    pub fn new(
+        registry: Arc<ToolRegistry>,
+        workspace: PathBuf,
+        requested_by: impl Into<String>,
+    ) -> Self {
+        Self {
+            registry,
+            workspace,
+            requested_by: requested_by.into(),
+        }
+    }
+}
+
+impl StepExecutor for ToolExecutor {
+    async fn execute(
+        &self,
+        step: &Step,
+        input: Value,
+        context: &StepContext,
+    ) -> Result<Value, StepError> {
+        let tool_context = ToolContext {
+            workspace: self.workspace.clone(),
+            requested_by: self.requested_by.clone(),
+            approved_by: context.approved_by.clone(),
+        };
+        self.registry
+            .call(&step.tool, &tool_context, &input)
+            .await
+            .map_err(|error| StepError {
+                message: format!("{error:#}"),
+                // Only trouble reaching the cluster or a tool's CPU budget may pass on a
+                // second try; a denial, a bad input or a failed tool will not.
+                retryable: matches!(error.kind(), "cluster" | "time_limit"),
+            })
+    }
+}
+
+/// The catalog plans are validated against: every tool in the registry.
+pub fn catalog(registry: &ToolRegistry) -> ToolCatalog {
+    ToolCatalog::new(registry.specs().map(|spec| CatalogEntry {
+        name: spec.name.clone(),
+        description: spec.description.clone(),
+        input_schema: spec.input_schema.clone(),
+        // Writing the thread's workspace is not mutating: it is the sandbox, kept per
+        // thread; what leaves it (the cluster, a cloud) waits for approval.
+        mutating: spec.mutating,
+    }))
+}
