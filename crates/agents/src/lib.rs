@@ -14,17 +14,23 @@
 //! - [`sre`]: pod diagnosis, log compression, alert triage, resource suggestions.
 //! - [`security`]: workload and RBAC scanning.
 //! - [`tools`]: the analyzers as [`deckhand_tools::Tool`]s, and their registration.
+//! - [`scarlet`]: the planner, with its rule-based and model paths.
+//! - [`jamie`]: the copilot's explanations of plans and their results.
 //! - [`error`]: this crate's error type.
 //!
 //! The roster ([`AgentRole`]) lives in the runtime, because plans name an agent per step.
 
 pub mod advice;
 pub mod error;
+pub mod jamie;
 pub mod k8s;
+pub mod scarlet;
 pub mod security;
 pub mod sre;
 pub mod tools;
 
 pub use deckhand_runtime::AgentRole;
 pub use error::{Error, Result};
+pub use jamie::Jamie;
+pub use scarlet::Scarlet;
 pub use tools::register_analyzers;
