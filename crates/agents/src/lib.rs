@@ -16,12 +16,14 @@
 //! - [`tools`]: the analyzers as [`deckhand_tools::Tool`]s, and their registration.
 //! - [`scarlet`]: the planner, with its rule-based and model paths.
 //! - [`jamie`]: the copilot's explanations of plans and their results.
+//! - [`eval`]: the evaluation set runner (`evals/` at the repository root).
 //! - [`error`]: this crate's error type.
 //!
 //! The roster ([`AgentRole`]) lives in the runtime, because plans name an agent per step.
 
 pub mod advice;
 pub mod error;
+pub mod eval;
 pub mod jamie;
 pub mod k8s;
 pub mod scarlet;
