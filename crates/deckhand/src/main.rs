@@ -34,6 +34,22 @@ enum Command {
     Tool(ToolCommand),
     /// Check a request against the policy engine, or run policy tests.
     Policy(deckhand::cli::policy::PolicyArgs),
+    /// Plan a request and print the plan (Jamie's explanation, or JSON). Nothing runs.
+    Plan(AskArgs),
+    /// Plan a request, run its read-only steps and answer; nothing is changed.
+    Ask(AskArgs),
+    /// Run the evaluation cases in DIR (evals/) against the configured planner and print
+    /// the pass rate per case and overall.
+    Eval {
+        /// The directory of cases.
+        #[arg(default_value = "evals")]
+        dir: PathBuf,
+        /// Exit 1 when the overall pass rate is below this (0.0-1.0).
+        #[arg(long, value_name = "RATE")]
+        min_pass_rate: Option<f64>,
+        #[command(flatten)]
+        tools: ToolsArgs,
+    },
     /// Carry out a plan approved by its hash (`deckhand plan ... --json` makes one).
     /// Exit status: 0 every step succeeded, 1 approval refused, plan invalid or a step
     /// failed, 2 unreadable plan or deckhand cannot start.
@@ -55,6 +71,45 @@ enum Command {
     /// The LLM layer: which backends are reachable and which model each agent uses.
     #[command(subcommand)]
     Llm(LlmCommand),
+}
+
+/// A request in plain words.
+#[derive(Args)]
+struct AskArgs {
+    /// What you want, e.g. "why is checkout crash-looping in shop?".
+    text: String,
+    /// The namespace to work in when the text does not say.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Print JSON instead of prose.
+    #[arg(long)]
+    json: bool,
+    /// The sandbox root [default: workspace].
+    #[arg(long, env = "DECKHAND_WORKSPACE", value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// Directory for the SQLite store [default: data].
+    #[arg(long, env = "DECKHAND_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    tools: ToolsArgs,
+}
+
+impl AskArgs {
+    fn config(&mut self, config_file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+        let mut config = Config::load(config_file)?;
+        if let Some(dir) = self.workspace.take() {
+            config.workspace = dir;
+        }
+        if let Some(dir) = self.data_dir.take() {
+            config.data_dir = dir;
+        }
+        ToolsArgs {
+            builtin_tools_dir: self.tools.builtin_tools_dir.take(),
+            plugin_dirs: std::mem::take(&mut self.tools.plugin_dirs),
+        }
+        .apply(&mut config);
+        Ok(config)
+    }
 }
 
 #[derive(Subcommand)]
@@ -238,6 +293,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     deckhand::cli::tool::run(&tools, &name, &workspace, &input).await
                 }
             })
+        }
+        Command::Plan(mut args) => {
+            let config = args.config(cli.config.as_deref())?;
+            let status = deckhand::cli::plan::plan(
+                &config,
+                &args.text,
+                args.namespace,
+                args.json,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
+            Ok(ExitCode::from(status))
+        }
+        Command::Ask(mut args) => {
+            let config = args.config(cli.config.as_deref())?;
+            let status = deckhand::cli::plan::ask(
+                &config,
+                &args.text,
+                args.namespace,
+                args.json,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
+            Ok(ExitCode::from(status))
+        }
+        Command::Eval {
+            dir,
+            min_pass_rate,
+            tools,
+        } => {
+            let mut config = Config::load(cli.config.as_deref())?;
+            tools.apply(&mut config);
+            let status = deckhand::cli::plan::eval(
+                &config,
+                &dir,
+                min_pass_rate,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
+            Ok(ExitCode::from(status))
         }
         Command::Run {
             plan,

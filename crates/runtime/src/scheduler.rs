@@ -293,6 +293,9 @@ pub enum PlanState {
     Failed,
     /// Cancelled before it finished.
     Cancelled,
+    /// Stopped at mutating steps nobody approved yet (only with
+    /// [`SchedulerConfig::stop_at_approval`]); the steps before them are done.
+    AwaitingApproval,
 }
 
 /// How the scheduler runs plans.
@@ -307,6 +310,9 @@ pub struct SchedulerConfig {
     pub retries: u32,
     /// The first retry's delay; each later one doubles it.
     pub retry_backoff: Duration,
+    /// Return once only unapproved mutating steps are left, instead of waiting for an
+    /// approval (`deckhand ask`: answer from the read-only steps, change nothing).
+    pub stop_at_approval: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -316,6 +322,7 @@ impl Default for SchedulerConfig {
             step_timeout: Duration::from_secs(300),
             retries: 2,
             retry_backoff: Duration::from_millis(200),
+            stop_at_approval: false,
         }
     }
 }
@@ -598,7 +605,7 @@ impl<E: StepExecutor, S: PlanStore> Scheduler<E, S> {
                 task_step.insert(task, index);
             }
 
-            if running.is_empty() && awaiting.is_empty() {
+            if running.is_empty() && (awaiting.is_empty() || self.config.stop_at_approval) {
                 break;
             }
             tokio::select! {
@@ -656,6 +663,8 @@ impl<E: StepExecutor, S: PlanStore> Scheduler<E, S> {
 
         let state = if run.states.contains(&StepState::Cancelled) {
             PlanState::Cancelled
+        } else if run.states.iter().any(|state| !state.is_final()) {
+            PlanState::AwaitingApproval
         } else if run
             .states
             .iter()

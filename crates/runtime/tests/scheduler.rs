@@ -127,6 +127,7 @@ fn scheduler(
             step_timeout: Duration::from_millis(500),
             retries: 2,
             retry_backoff: Duration::from_millis(1),
+            stop_at_approval: false,
         },
     )
 }
@@ -426,4 +427,31 @@ async fn an_executor_can_confirm_an_interrupted_write() {
     assert_eq!(outcome.state, PlanState::Succeeded);
     assert_eq!(outcome.outputs["writing"], json!("verified"));
     assert_eq!(executor.0.ran(), vec!["after".to_string()]);
+}
+
+#[tokio::test]
+async fn asking_runs_the_reads_and_stops_before_unapproved_changes() {
+    let executor = Arc::new(Scripted::default());
+    let store = Arc::new(MemoryPlanStore::default());
+    let plan = plan(vec![
+        step("look", "echo", json!({"n": 1}), &[]),
+        step("change", "write", json!({}), &["look"]),
+        step("after", "echo", json!({}), &["change"]),
+    ]);
+    let outcome = Scheduler::new(
+        executor.clone(),
+        store,
+        SchedulerConfig {
+            stop_at_approval: true,
+            ..SchedulerConfig::default()
+        },
+    )
+    .run(&plan, &Approvals::new(&plan), &CancellationToken::new())
+    .await
+    .unwrap();
+    assert_eq!(outcome.state, PlanState::AwaitingApproval);
+    assert_eq!(executor.ran(), vec!["look".to_string()]);
+    assert_eq!(state_of(&outcome, "change"), StepState::AwaitingApproval);
+    assert_eq!(state_of(&outcome, "after"), StepState::Pending);
+    assert_eq!(outcome.outputs["look"], json!({"n": 1}));
 }

@@ -597,7 +597,10 @@ async fn the_cluster_tools_go_through_the_gate() {
     // Each container's log is there, or the facts say why not (no kubelet runs here).
     assert!(
         facts["logs"].get("checkout").is_some()
-            || !facts["logs_unavailable"].as_array().expect("list").is_empty(),
+            || !facts["logs_unavailable"]
+                .as_array()
+                .expect("list")
+                .is_empty(),
         "{facts}"
     );
 

@@ -1,5 +1,5 @@
 //! What the integration tests share: the catalog deckhand plans against, built from the
-//! real wasm tool manifests, the analyzers, and the cluster tools' contract.
+//! real wasm tool manifests, the analyzers, and the cluster tools.
 
 // Test helpers outside #[test] functions: a panic is the failure report here too.
 #![allow(clippy::unwrap_used)]
@@ -14,9 +14,8 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The built-in wasm tools' manifests, the analyzers and the cluster tools (whose
-/// manifests are written from the contract in `tests/fixtures/cluster_tools.json` until
-/// crates/tools ships them).
+/// The built-in wasm tools' manifests, the analyzers and the cluster tools' real
+/// manifests (from crates/tools).
 pub fn catalog() -> ToolCatalog {
     let mut specs: Vec<ToolSpec> = Vec::new();
     let dist = repo_root().join("tools-wasm/dist");
@@ -34,9 +33,7 @@ pub fn catalog() -> ToolCatalog {
     for path in manifests {
         specs.push(serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap());
     }
-    let cluster: Vec<ToolSpec> =
-        serde_json::from_str(include_str!("../fixtures/cluster_tools.json")).unwrap();
-    specs.extend(cluster);
+    specs.extend(deckhand_tools::cluster::cluster_tool_specs());
     let analyzers = deckhand_agents::tools::analyzer_tools();
     let mut all: Vec<&ToolSpec> = specs.iter().collect();
     all.extend(analyzers.iter().map(deckhand_tools::Tool::spec));

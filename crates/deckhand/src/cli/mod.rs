@@ -6,5 +6,6 @@
 
 pub mod tool;
 
+pub mod plan;
 pub mod policy;
 pub mod run;

@@ -24,7 +24,7 @@ pub mod tools;
 
 pub use audit::{AuditRecord, AuditSink, MemoryAudit, Stage, TracingAudit};
 pub use change::{ClusterChange, ObjectRef, PatchType};
-pub use tools::register_cluster_tools;
+pub use tools::{cluster_tool_specs, register_cluster_tools};
 
 use crate::error::{Error, Result};
 use deckhand_policy::request::{GroupVersionKind as PolicyGvk, GroupVersionResource, UserInfo};

@@ -47,6 +47,12 @@ pub fn register_cluster_tools(registry: &mut ToolRegistry, gate: &ClusterGate) -
     Ok(())
 }
 
+/// The cluster tools' manifests, for planning where no cluster is connected (plans name
+/// these tools; running them needs the cluster).
+pub fn cluster_tool_specs() -> Vec<ToolSpec> {
+    ToolKind::ALL.iter().map(|kind| kind.spec()).collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ToolKind {
     Get,
