@@ -59,6 +59,10 @@ pub struct Said {
     pub offline: bool,
 }
 
+/// The most tokens Jamie's model may spend on one explanation or report: it rewrites a
+/// draft, it does not write essays.
+pub const JAMIE_MAX_TOKENS: u32 = 1024;
+
 /// The copilot. One Jamie per conversation: the offline note is said once per Jamie.
 #[derive(Debug)]
 pub struct Jamie {
@@ -114,7 +118,9 @@ claims or promises that are not in the draft; say plainly what changes the clust
             match router
                 .chat(
                     ROUTE,
-                    ChatRequest::new(messages).with_temperature(0.3),
+                    ChatRequest::new(messages)
+                        .with_temperature(0.3)
+                        .with_max_tokens(JAMIE_MAX_TOKENS),
                     &CancellationToken::new(),
                 )
                 .await

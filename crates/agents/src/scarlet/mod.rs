@@ -33,6 +33,11 @@ enum ModelOutcome {
     Failed(String),
 }
 
+/// The most tokens a model may spend on one plan. A plan of a dozen steps is well under
+/// a thousand; without a cap a small local model once rambled past 2,000 tokens at
+/// 6 tokens/s, several minutes for one request.
+pub const PLAN_MAX_TOKENS: u32 = 1536;
+
 /// The planner.
 #[derive(Debug, Clone)]
 pub struct Scarlet {
@@ -79,7 +84,9 @@ impl Scarlet {
         ];
         let mut last_problems = Vec::new();
         for round in 0..=self.max_plan_repairs {
-            let chat = ChatRequest::new(messages.clone()).with_temperature(0.1);
+            let chat = ChatRequest::new(messages.clone())
+                .with_temperature(0.1)
+                .with_max_tokens(PLAN_MAX_TOKENS);
             let answer = match router.structured::<PlanDraft>(ROUTE, chat, &cancel).await {
                 Ok(answer) if answer.response.offline => return Err(ModelOutcome::Offline),
                 Ok(answer) => answer,
