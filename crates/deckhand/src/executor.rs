@@ -2,7 +2,6 @@
 //! made for the person who asked and, for mutating tools, with the approver's name (the
 //! cluster tools refuse to write without it).
 
-use deckhand_runtime::plan::{CatalogEntry, ToolCatalog};
 use deckhand_runtime::scheduler::{StepContext, StepError};
 use deckhand_runtime::{Step, StepExecutor};
 use deckhand_tools::{ToolContext, ToolRegistry};
@@ -55,16 +54,4 @@ impl StepExecutor for ToolExecutor {
                 retryable: matches!(error.kind(), "cluster" | "time_limit"),
             })
     }
-}
-
-/// The catalog plans are validated against: every tool in the registry.
-pub fn catalog(registry: &ToolRegistry) -> ToolCatalog {
-    ToolCatalog::new(registry.specs().map(|spec| CatalogEntry {
-        name: spec.name.clone(),
-        description: spec.description.clone(),
-        input_schema: spec.input_schema.clone(),
-        // Writing the thread's workspace is not mutating: it is the sandbox, kept per
-        // thread; what leaves it (the cluster, a cloud) waits for approval.
-        mutating: spec.mutating,
-    }))
 }

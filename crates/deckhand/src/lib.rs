@@ -8,8 +8,7 @@
 //! - [`config`]: [`Config`], validated before anything starts.
 //! - [`serve`]: [`serve`]: opens the store, loads the tools, connects to the cluster and
 //!   serves the HTTP API until shutdown.
-//! - [`executor`]: plan steps as tool calls (the runtime's `StepExecutor`), and the
-//!   catalog plans are checked against.
+//! - [`executor`]: plan steps as tool calls (the runtime's `StepExecutor`).
 //! - [`toolbox`]: the tool registry built from the built-in tools and plugin dirs.
 //! - [`checks`]: readiness checks for the store, the tools and the cluster.
 //! - [`cli`]: what the `deckhand` subcommands do, apart from argument parsing.

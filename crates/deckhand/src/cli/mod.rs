@@ -9,3 +9,4 @@ pub mod tool;
 pub mod plan;
 pub mod policy;
 pub mod run;
+pub mod session;

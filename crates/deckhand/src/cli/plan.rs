@@ -6,18 +6,18 @@
 //! Exit status: 0 done; 1 planning failed (or `eval` fell below `--min-pass-rate`);
 //! 2 deckhand cannot start (store, tools, configuration).
 
-use crate::cli::run::whoami;
+use crate::cli::session::{self, whoami};
 use crate::config::Config;
 use crate::executor::ToolExecutor;
 use deckhand_agents::jamie::{StepReport, StepStatus};
-use deckhand_agents::{register_analyzers, Jamie, Scarlet};
+use deckhand_agents::{Jamie, Scarlet};
 use deckhand_llm::Router;
 use deckhand_runtime::{
     Approvals, Plan, PlanRequest, PlanStore, Planner, Scheduler, SchedulerConfig, StepState,
     Thread, ThreadStore, ToolCatalog,
 };
 use deckhand_store::Database;
-use deckhand_tools::cluster::{cluster_tool_specs, register_cluster_tools, ClusterGate};
+use deckhand_tools::cluster::cluster_tool_specs;
 use deckhand_tools::ToolRegistry;
 use serde_json::json;
 use std::io::Write;
@@ -34,34 +34,11 @@ struct Session {
 }
 
 async fn open(config: &Config, err: &mut (dyn Write + Send)) -> Result<Session, String> {
-    for dir in [&config.data_dir, &config.workspace] {
-        std::fs::create_dir_all(dir)
-            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
-    }
-    let database = match &config.database_url {
-        Some(url) => Database::connect(url).await,
-        None => Database::open_sqlite(&config.sqlite_path()).await,
-    }
-    .map_err(|error| format!("{error:#}"))?;
-    let tools = config.tools();
-    let mut registry = tokio::task::spawn_blocking(move || crate::toolbox::build(&tools))
-        .await
-        .map_err(|error| format!("loading the tools: {error}"))?
-        .map_err(|error| format!("{error:#}"))?
-        .registry;
-    register_analyzers(&mut registry).map_err(|error| format!("{error:#}"))?;
-    let mut connected = false;
-    if let Ok(kube_config) = kube::Config::infer().await {
-        let client = kube::Client::try_from(kube_config)
-            .map_err(|error| format!("the Kubernetes configuration is unusable: {error}"))?;
-        let policy = config
-            .policy
-            .engine()
-            .map_err(|error| format!("{error:#}"))?;
-        register_cluster_tools(&mut registry, &ClusterGate::new(client, policy))
-            .map_err(|error| format!("{error:#}"))?;
-        connected = true;
-    }
+    let session::Session {
+        database,
+        registry,
+        connected,
+    } = session::open(config).await?;
     // Plans may name the cluster tools even without a cluster; running them needs one.
     let mut specs: Vec<deckhand_tools::ToolSpec> = registry.specs().cloned().collect();
     if !connected {
@@ -78,7 +55,7 @@ async fn open(config: &Config, err: &mut (dyn Write + Send)) -> Result<Session, 
         .map_err(|error| format!("the [llm] configuration is unusable: {error}"))?;
     Ok(Session {
         database,
-        registry: Arc::new(registry),
+        registry,
         catalog,
         router: Arc::new(router),
     })

@@ -4,24 +4,16 @@
 //! Exit status: 0 every step succeeded; 1 the approval was refused, the plan is invalid
 //! or a step failed; 2 the plan file is unreadable or deckhand cannot start.
 
+use crate::cli::session::{self, print_step_event, whoami};
 use crate::config::Config;
-use crate::executor::{catalog, ToolExecutor};
-use deckhand_runtime::scheduler::{EventKind, PlanState};
+use crate::executor::ToolExecutor;
+use deckhand_runtime::scheduler::PlanState;
 use deckhand_runtime::{Approvals, Plan, Scheduler, SchedulerConfig, Thread, ThreadStore};
-use deckhand_store::Database;
-use deckhand_tools::cluster::{register_cluster_tools, ClusterGate};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-/// The person running the command, for approvals and the audit log.
-pub fn whoami() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "cli".to_owned())
-}
 
 /// Runs the plan in `plan_file`, approved by `approved_hash`; progress goes to `err`,
 /// the outcome (JSON) to `out`. Returns the exit status.
@@ -47,55 +39,26 @@ pub async fn run(
         let _ = writeln!(err, "error: {error}");
         return 1;
     }
-    for dir in [&config.data_dir, &config.workspace] {
-        if let Err(error) = std::fs::create_dir_all(dir) {
-            let _ = writeln!(err, "error: cannot create {}: {error}", dir.display());
-            return 2;
-        }
-    }
-    let database = match &config.database_url {
-        Some(url) => Database::connect(url).await,
-        None => Database::open_sqlite(&config.sqlite_path()).await,
-    };
-    let database = match database {
-        Ok(database) => database,
+    let session::Session {
+        database,
+        registry,
+        connected,
+    } = match session::open(config).await {
+        Ok(session) => session,
         Err(error) => {
-            let _ = writeln!(err, "error: {error:#}");
+            let _ = writeln!(err, "error: {error}");
             return 2;
         }
     };
-    let tools = config.tools();
-    let toolbox = match tokio::task::spawn_blocking(move || crate::toolbox::build(&tools)).await {
-        Ok(Ok(toolbox)) => toolbox,
-        Ok(Err(error)) => {
-            let _ = writeln!(err, "error: {error:#}");
-            return 2;
-        }
-        Err(error) => {
-            let _ = writeln!(err, "error: loading the tools: {error}");
-            return 2;
-        }
-    };
-    let mut registry = toolbox.registry;
-    match cluster_gate(config).await {
-        Ok(Some(gate)) => {
-            if let Err(error) = register_cluster_tools(&mut registry, &gate) {
-                let _ = writeln!(err, "error: {error}");
-                return 2;
-            }
-        }
-        Ok(None) => {
-            let _ = writeln!(
-                err,
-                "note: no cluster configured; cluster tools are unavailable"
-            );
-        }
-        Err(message) => {
-            let _ = writeln!(err, "error: {message}");
-            return 2;
-        }
+    if !connected {
+        let _ = writeln!(
+            err,
+            "note: no cluster configured; cluster tools are unavailable"
+        );
     }
-    let catalog = catalog(&registry);
+    // Only the tools that can run here: a plan naming a cluster tool without a cluster
+    // is refused before anything runs.
+    let catalog = deckhand_agents::tools::catalog(&registry);
     if let Err(error) = plan.validate(&catalog) {
         let _ = writeln!(err, "error: {error}");
         return 1;
@@ -112,7 +75,7 @@ pub async fn run(
     let who = whoami();
     let scheduler = Scheduler::new(
         Arc::new(ToolExecutor::new(
-            Arc::new(registry),
+            registry,
             config.workspace.clone(),
             who.clone(),
         )),
@@ -137,23 +100,12 @@ pub async fn run(
     let outcome = loop {
         tokio::select! {
             outcome = &mut running => break outcome,
-            Ok(event) = events.recv() => {
-                if let (Some(step), EventKind::Step { state, reason, .. }) = (&event.step_id, &event.kind) {
-                    let reason = reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-                    let _ = writeln!(err, "[{step}] {}{reason}", state.as_str());
-                }
-            }
+            Ok(event) = events.recv() => print_step_event(&event, err),
         }
     };
     // The last transitions may still be queued when the run ends.
     while let Ok(event) = events.try_recv() {
-        if let (Some(step), EventKind::Step { state, reason, .. }) = (&event.step_id, &event.kind) {
-            let reason = reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            let _ = writeln!(err, "[{step}] {}{reason}", state.as_str());
-        }
+        print_step_event(&event, err);
     }
     ctrl_c.abort();
     database.close().await;
@@ -182,18 +134,4 @@ pub async fn run(
     } else {
         1
     }
-}
-
-/// The gate over the configured cluster, `None` without one.
-async fn cluster_gate(config: &Config) -> Result<Option<ClusterGate>, String> {
-    let Ok(kube_config) = kube::Config::infer().await else {
-        return Ok(None);
-    };
-    let client = kube::Client::try_from(kube_config)
-        .map_err(|error| format!("the Kubernetes configuration is unusable: {error}"))?;
-    let policy = config
-        .policy
-        .engine()
-        .map_err(|error| format!("{error:#}"))?;
-    Ok(Some(ClusterGate::new(client, policy)))
 }

@@ -128,7 +128,7 @@ pub async fn run(config: &ToolsConfig, name: &str, workspace: &Path, input: &str
             name,
             &ToolContext {
                 workspace,
-                requested_by: whoami(),
+                requested_by: crate::cli::session::whoami(),
                 ..ToolContext::default()
             },
             &input,
@@ -153,11 +153,4 @@ pub async fn run(config: &ToolsConfig, name: &str, workspace: &Path, input: &str
             })
         }
     }
-}
-
-/// The person running the command, for the audit log of cluster tools.
-fn whoami() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "cli".to_owned())
 }

@@ -1,0 +1,79 @@
+//! What the plan-handling commands (`plan`, `ask`, `run`, `eval`) open: the store, the
+//! tools (wasm tools, the analyzers, and the cluster tools when a cluster is
+//! configured), and who is asking. One place, so a plan `deckhand plan` makes is checked
+//! by `deckhand run` against the same tools.
+
+use crate::config::Config;
+use deckhand_agents::register_analyzers;
+use deckhand_runtime::scheduler::{EventKind, PlanEvent};
+use deckhand_store::Database;
+use deckhand_tools::cluster::{register_cluster_tools, ClusterGate};
+use deckhand_tools::ToolRegistry;
+use std::io::Write;
+use std::sync::Arc;
+
+/// The person running the command, for approvals, threads and the audit log.
+pub fn whoami() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "cli".to_owned())
+}
+
+/// The store and the tools of one command.
+pub struct Session {
+    /// The same store as `deckhand serve`.
+    pub database: Database,
+    /// Every tool a step may call.
+    pub registry: Arc<ToolRegistry>,
+    /// Whether the cluster tools are registered (a cluster is configured).
+    pub connected: bool,
+}
+
+/// Creates the data and workspace directories, opens the store and loads the tools.
+/// Errors are one line for the person.
+pub async fn open(config: &Config) -> Result<Session, String> {
+    for dir in [&config.data_dir, &config.workspace] {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    }
+    let database = match &config.database_url {
+        Some(url) => Database::connect(url).await,
+        None => Database::open_sqlite(&config.sqlite_path()).await,
+    }
+    .map_err(|error| format!("{error:#}"))?;
+    let tools = config.tools();
+    let mut registry = tokio::task::spawn_blocking(move || crate::toolbox::build(&tools))
+        .await
+        .map_err(|error| format!("loading the tools: {error}"))?
+        .map_err(|error| format!("{error:#}"))?
+        .registry;
+    register_analyzers(&mut registry).map_err(|error| format!("{error:#}"))?;
+    let mut connected = false;
+    if let Ok(kube_config) = kube::Config::infer().await {
+        let client = kube::Client::try_from(kube_config)
+            .map_err(|error| format!("the Kubernetes configuration is unusable: {error}"))?;
+        let policy = config
+            .policy
+            .engine()
+            .map_err(|error| format!("{error:#}"))?;
+        register_cluster_tools(&mut registry, &ClusterGate::new(client, policy))
+            .map_err(|error| format!("{error:#}"))?;
+        connected = true;
+    }
+    Ok(Session {
+        database,
+        registry: Arc::new(registry),
+        connected,
+    })
+}
+
+/// Prints a step's transition as one progress line (`[step] state: reason`).
+pub fn print_step_event(event: &PlanEvent, err: &mut (dyn Write + Send)) {
+    if let (Some(step), EventKind::Step { state, reason, .. }) = (&event.step_id, &event.kind) {
+        let reason = reason
+            .as_deref()
+            .map(|reason| format!(": {reason}"))
+            .unwrap_or_default();
+        let _ = writeln!(err, "[{step}] {}{reason}", state.as_str());
+    }
+}
