@@ -655,12 +655,44 @@ impl ClusterGate {
         })
     }
 
-    /// Evaluates, audits, and turns a denial into an error.
+    /// Judges a change at one checkpoint.
     fn judge(
         &self,
         request: &AdmissionRequest,
         change: &ClusterChange,
         target: &ObjectRef,
+        stage: Stage,
+        requested_by: &str,
+    ) -> Result<Decision> {
+        let operation = describe(change, target);
+        self.decide(request, operation, target.to_string(), stage, requested_by)
+    }
+
+    /// Judges a read (`what` names it for the audit log and messages).
+    fn judge_read(
+        &self,
+        request: &AdmissionRequest,
+        what: &str,
+        verb: &str,
+        requested_by: &str,
+    ) -> Result<()> {
+        let operation = format!("{verb} {what}");
+        self.decide(
+            request,
+            operation,
+            what.to_owned(),
+            Stage::Read,
+            requested_by,
+        )
+        .map(drop)
+    }
+
+    /// Evaluates, audits, and turns a denial into an error.
+    fn decide(
+        &self,
+        request: &AdmissionRequest,
+        operation: String,
+        object: String,
         stage: Stage,
         requested_by: &str,
     ) -> Result<Decision> {
@@ -670,7 +702,7 @@ impl ClusterGate {
             requested_by: requested_by.to_owned(),
             approved_by: None,
             verb: request.verb.clone().unwrap_or_default(),
-            object: target.to_string(),
+            object,
             stage,
             allowed: decision.allowed,
             violations: decision.violations.clone(),
@@ -681,42 +713,11 @@ impl ClusterGate {
             Ok(decision)
         } else {
             Err(Error::PolicyDenied {
-                operation: describe(change, target),
+                operation,
                 checkpoint: match stage {
                     Stage::DryRun => "dry_run",
                     _ => "requested",
                 },
-                violations: decision.violations,
-            })
-        }
-    }
-
-    fn judge_read(
-        &self,
-        request: &AdmissionRequest,
-        what: &str,
-        verb: &str,
-        requested_by: &str,
-    ) -> Result<()> {
-        let decision = self.policy.evaluate(request);
-        self.audit.record(&AuditRecord {
-            at_micros: AuditRecord::now_micros(),
-            requested_by: requested_by.to_owned(),
-            approved_by: None,
-            verb: verb.to_owned(),
-            object: what.to_owned(),
-            stage: Stage::Read,
-            allowed: decision.allowed,
-            violations: decision.violations.clone(),
-            warnings: decision.warnings.clone(),
-            error: None,
-        });
-        if decision.allowed {
-            Ok(())
-        } else {
-            Err(Error::PolicyDenied {
-                operation: format!("{verb} {what}"),
-                checkpoint: "requested",
                 violations: decision.violations,
             })
         }
