@@ -208,8 +208,48 @@ pub struct WasmSandbox {
     engine: Engine,
     linker: Linker<CallState>,
     limits: SandboxLimits,
+    /// The pooling allocator has `max_concurrent_calls` instance slots; a call beyond
+    /// them would be refused by wasmtime, so calls wait here for a slot instead.
+    slots: CallSlots,
     // Declared last: dropped after the engine users above.
     _ticker: EpochTicker,
+}
+
+/// A counting semaphore for blocking threads (calls run on tokio's blocking pool).
+#[derive(Debug)]
+struct CallSlots {
+    free: std::sync::Mutex<u32>,
+    released: std::sync::Condvar,
+}
+
+/// One taken slot; given back on drop.
+struct CallSlot<'a>(&'a CallSlots);
+
+impl CallSlots {
+    fn new(slots: u32) -> Self {
+        Self {
+            free: std::sync::Mutex::new(slots.max(1)),
+            released: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot.
+    fn acquire(&self) -> CallSlot<'_> {
+        // A poisoned lock only means a holder panicked; the count is still right.
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.released.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        CallSlot(self)
+    }
+}
+
+impl Drop for CallSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.released.notify_one();
+    }
 }
 
 impl std::fmt::Debug for WasmSandbox {
@@ -259,6 +299,7 @@ impl WasmSandbox {
         Ok(Self {
             engine,
             linker,
+            slots: CallSlots::new(limits.max_concurrent_calls),
             limits,
             _ticker: ticker,
         })
@@ -317,6 +358,9 @@ impl WasmSandbox {
                 limit: self.limits.input_bytes,
             });
         }
+        // Held until the call's store (declared later, so dropped first) gives its
+        // instance slot back to the pool.
+        let _slot = self.slots.acquire();
         // One byte over the limit lets us tell "exactly at the limit" from "overflowed".
         let stdout = MemoryOutputPipe::new(self.limits.output_bytes + 1);
         let stderr = MemoryOutputPipe::new(STDERR_KEPT_BYTES);
@@ -460,6 +504,31 @@ fn parse_result(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_beyond_the_slots_wait_instead_of_failing() {
+        let slots = std::sync::Arc::new(CallSlots::new(1));
+        let first = slots.acquire();
+        let (sent, received) = std::sync::mpsc::channel();
+        let waiter = {
+            let slots = std::sync::Arc::clone(&slots);
+            std::thread::spawn(move || {
+                let _second = slots.acquire();
+                sent.send(()).expect("send");
+            })
+        };
+        assert!(
+            received
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the second call waits while the only slot is taken"
+        );
+        drop(first);
+        received
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the second call runs once the slot is free");
+        waiter.join().expect("join");
+    }
 
     #[test]
     fn deadline_is_rounded_up_and_never_zero() {
