@@ -1,0 +1,1 @@
+//! deckhand's custom resources, `AIRequest` and `AIConversation`, and their CRDs.
