@@ -1,0 +1,471 @@
+//! Prometheus metrics, all named `deckhand_*`, in one registry.
+//!
+//! Built on `prometheus-client` (the Prometheus project's Rust client): typed label sets,
+//! no global registry (so tests and embedders each get their own), and the text
+//! exposition format done right (escaping, `_total`, histogram buckets), which a
+//! hand-written encoder would have to get right again. [`Metrics`] is a cheap handle:
+//! the API records HTTP requests and WebSocket sessions itself; `deckhand serve` records
+//! plans, steps, tool calls, policy decisions, LLM use, approvals and restores through
+//! the same handle, and may register more metrics with [`Metrics::register`].
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Metric, Registry};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The content type of the text exposition format `prometheus-client` writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to ~33 s: HTTP requests and tool calls alike.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+fn llm_histogram() -> Histogram {
+    // 50 ms to ~100 s: local 7B models answer in seconds, long plans in tens of seconds.
+    Histogram::new(exponential_buckets(0.05, 2.0, 12))
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    tool: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolNameLabels {
+    tool: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmTokenLabels {
+    backend: String,
+    model: String,
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmLabels {
+    backend: String,
+    model: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmModelLabels {
+    backend: String,
+    model: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApprovalLabels {
+    decision: String,
+    target: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+    outcome: String,
+}
+
+struct Families {
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<RouteLabels>,
+    plans: Family<StateLabels, Counter>,
+    steps: Family<StateLabels, Counter>,
+    tool_calls: Family<ToolLabels, Counter>,
+    tool_duration: HistogramFamily<ToolNameLabels>,
+    policy_decisions: Family<PolicyLabels, Counter>,
+    llm_tokens: Family<LlmTokenLabels, Counter>,
+    llm_requests: Family<LlmLabels, Counter>,
+    llm_duration: HistogramFamily<LlmModelLabels>,
+    approvals: Family<ApprovalLabels, Counter>,
+    restores: Family<OutcomeLabels, Counter>,
+    inbound: Family<SourceLabels, Counter>,
+    websocket_sessions: Gauge,
+    websocket_slow_closes: Counter,
+}
+
+/// A handle on deckhand's metrics; clones share them.
+#[derive(Clone)]
+pub struct Metrics {
+    families: Arc<Families>,
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every deckhand metric, all at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("deckhand");
+        let families = Families {
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency_histogram),
+            plans: Family::default(),
+            steps: Family::default(),
+            tool_calls: Family::default(),
+            tool_duration: Family::new_with_constructor(latency_histogram),
+            policy_decisions: Family::default(),
+            llm_tokens: Family::default(),
+            llm_requests: Family::default(),
+            llm_duration: Family::new_with_constructor(llm_histogram),
+            approvals: Family::default(),
+            restores: Family::default(),
+            inbound: Family::default(),
+            websocket_sessions: Gauge::default(),
+            websocket_slow_closes: Counter::default(),
+        };
+        let f = &families;
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            f.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and method",
+            f.http_duration.clone(),
+        );
+        registry.register(
+            "plans",
+            "Plans by state reached (proposed, approved, rejected, succeeded, failed, cancelled)",
+            f.plans.clone(),
+        );
+        registry.register("steps", "Step transitions by state", f.steps.clone());
+        registry.register(
+            "tool_calls",
+            "Tool calls by tool and outcome",
+            f.tool_calls.clone(),
+        );
+        registry.register(
+            "tool_call_duration_seconds",
+            "Tool call latency by tool",
+            f.tool_duration.clone(),
+        );
+        registry.register(
+            "policy_decisions",
+            "Policy decisions by policy and result",
+            f.policy_decisions.clone(),
+        );
+        registry.register(
+            "llm_tokens",
+            "LLM tokens by backend, model and kind (prompt, completion)",
+            f.llm_tokens.clone(),
+        );
+        registry.register(
+            "llm_requests",
+            "LLM requests by backend, model and outcome",
+            f.llm_requests.clone(),
+        );
+        registry.register(
+            "llm_request_duration_seconds",
+            "LLM request latency by backend and model",
+            f.llm_duration.clone(),
+        );
+        registry.register(
+            "approvals",
+            "Approvals and rejections by decision and target (plan, step)",
+            f.approvals.clone(),
+        );
+        registry.register("restores", "Thread restores by outcome", f.restores.clone());
+        registry.register(
+            "inbound_events",
+            "Slack and Alertmanager requests by source and outcome",
+            f.inbound.clone(),
+        );
+        registry.register(
+            "websocket_sessions",
+            "WebSocket sessions open now",
+            f.websocket_sessions.clone(),
+        );
+        registry.register(
+            "websocket_slow_client_closes",
+            "WebSocket sessions closed because the client did not keep up",
+            f.websocket_slow_closes.clone(),
+        );
+        Self {
+            families: Arc::new(families),
+            registry: Arc::new(Mutex::new(registry)),
+        }
+    }
+
+    /// Registers another metric (its name gets the `deckhand_` prefix).
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.lock().register(name, help, metric);
+    }
+
+    /// The registry in the text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.lock());
+        text
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One HTTP request answered.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        self.families
+            .http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.families
+            .http_duration
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A plan reached `state` (`proposed`, `approved`, `succeeded`, ...).
+    pub fn plan(&self, state: &str) {
+        self.families
+            .plans
+            .get_or_create(&state_labels(state))
+            .inc();
+    }
+
+    /// A step reached `state`.
+    pub fn step(&self, state: &str) {
+        self.families
+            .steps
+            .get_or_create(&state_labels(state))
+            .inc();
+    }
+
+    /// A tool call finished with `outcome` (`ok`, `error`, `denied`, `timeout`).
+    pub fn tool_call(&self, tool: &str, outcome: &str, took: Duration) {
+        self.families
+            .tool_calls
+            .get_or_create(&ToolLabels {
+                tool: tool.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.families
+            .tool_duration
+            .get_or_create(&ToolNameLabels {
+                tool: tool.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A policy decided `result` (`allow`, `deny`, `warn`).
+    pub fn policy_decision(&self, policy: &str, result: &str) {
+        self.families
+            .policy_decisions
+            .get_or_create(&PolicyLabels {
+                policy: policy.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One LLM request: its outcome (`ok`, `error`, `timeout`), latency and tokens.
+    pub fn llm_request(
+        &self,
+        backend: &str,
+        model: &str,
+        outcome: &str,
+        took: Duration,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    ) {
+        self.families
+            .llm_requests
+            .get_or_create(&LlmLabels {
+                backend: backend.to_owned(),
+                model: model.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.families
+            .llm_duration
+            .get_or_create(&LlmModelLabels {
+                backend: backend.to_owned(),
+                model: model.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+        for (kind, count) in [("prompt", prompt_tokens), ("completion", completion_tokens)] {
+            self.families
+                .llm_tokens
+                .get_or_create(&LlmTokenLabels {
+                    backend: backend.to_owned(),
+                    model: model.to_owned(),
+                    kind: kind.to_owned(),
+                })
+                .inc_by(count);
+        }
+    }
+
+    /// A person approved or rejected (`decision`) a plan or a step (`target`).
+    pub fn approval(&self, decision: &str, target: &str) {
+        self.families
+            .approvals
+            .get_or_create(&ApprovalLabels {
+                decision: decision.to_owned(),
+                target: target.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A restore finished with `outcome` (`ok`, `partial`, `error`).
+    pub fn restore(&self, outcome: &str) {
+        self.families
+            .restores
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A Slack or Alertmanager request (`source`) handled with `outcome`.
+    pub fn inbound(&self, source: &str, outcome: &str) {
+        self.families
+            .inbound
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn websocket_opened(&self) {
+        self.families.websocket_sessions.inc();
+    }
+
+    pub(crate) fn websocket_closed(&self, slow: bool) {
+        self.families.websocket_sessions.dec();
+        if slow {
+            self.families.websocket_slow_closes.inc();
+        }
+    }
+}
+
+fn state_labels(state: &str) -> StateLabels {
+    StateLabels {
+        state: state.to_owned(),
+    }
+}
+
+/// Middleware: counts and times every routed request by its route pattern (never the
+/// raw path, so thread ids do not explode the label space).
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.http_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// `GET /metrics`.
+pub async fn serve(metrics: &Metrics) -> Response {
+    let mut response = metrics.encode().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_values_appear_under_deckhand_names() {
+        let metrics = Metrics::new();
+        metrics.http_request("/api/threads", "GET", 200, Duration::from_millis(3));
+        metrics.plan("proposed");
+        metrics.llm_request("ollama", "mistral", "ok", Duration::from_secs(2), 120, 40);
+        metrics.approval("approved", "plan");
+        let text = metrics.encode();
+        assert!(text.contains(
+            "deckhand_http_requests_total{route=\"/api/threads\",method=\"GET\",status=\"200\"} 1"
+        ), "{text}");
+        assert!(
+            text.contains("deckhand_plans_total{state=\"proposed\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "deckhand_llm_tokens_total{backend=\"ollama\",model=\"mistral\",kind=\"completion\"} 40"
+        ), "{text}");
+        assert!(
+            text.contains("deckhand_http_request_duration_seconds_bucket{"),
+            "{text}"
+        );
+        assert!(text.contains("deckhand_approvals_total{decision=\"approved\",target=\"plan\"} 1"));
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            assert!(line.starts_with("deckhand_"), "{line}");
+        }
+    }
+}
