@@ -395,11 +395,12 @@ impl Metrics {
         self.families.websocket_sessions.inc();
     }
 
-    pub(crate) fn websocket_closed(&self, slow: bool) {
+    pub(crate) fn websocket_closed(&self) {
         self.families.websocket_sessions.dec();
-        if slow {
-            self.families.websocket_slow_closes.inc();
-        }
+    }
+
+    pub(crate) fn websocket_slow_client(&self) {
+        self.families.websocket_slow_closes.inc();
     }
 }
 

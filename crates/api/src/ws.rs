@@ -2,14 +2,15 @@
 //!
 //! A client that reconnects with `?after=<last id it saw>` (or a `Last-Event-ID`
 //! header) gets every event after that one, then the live ones, with no gap and no
-//! duplicate. Each session reads the service's stream into a bounded buffer of its own:
-//! a client that does not keep up fills only its own buffer and is closed with code
-//! 1013 ("try again later") and a reason naming the id to resume after, rather than
-//! holding memory or slowing anyone else. The server pings; a client that answers two
-//! pings in a row with no pong is closed.
+//! duplicate. Each session reads the service's stream through a bounded queue of its
+//! own: memory per client is bounded, and a client whose socket takes nothing for
+//! `send_timeout_secs` is closed with code 1013 ("try again later") and a reason naming
+//! the id to resume after, without slowing anyone else. The server pings; a client that
+//! answers two pings in a row with no pong is closed.
 
 use crate::auth::Viewer;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::model::ThreadEvent;
 use crate::routes::Params;
 use crate::service::EventStream;
@@ -23,7 +24,7 @@ use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// The subprotocol the server selects when a client offers it (browsers offer it next
 /// to `bearer.<token>`, and need one selected).
@@ -33,6 +34,8 @@ pub const PROTOCOL: &str = "deckhand";
 pub const CLOSE_SLOW_CLIENT: u16 = 1013;
 /// Close code for a client that stopped answering pings (RFC 6455 "Policy Violation").
 pub const CLOSE_NO_PONG: u16 = 1008;
+/// How long a close frame may wait behind frames the client has not read yet.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Close code when the service's stream ends (shutdown: "Going Away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -89,8 +92,8 @@ async fn stream_thread(
         .protocols([PROTOCOL])
         .on_upgrade(move |socket| async move {
             metrics.websocket_opened();
-            let slow = session.run(socket, events).await;
-            metrics.websocket_closed(slow);
+            session.run(socket, events, &metrics).await;
+            metrics.websocket_closed();
         }))
 }
 
@@ -109,48 +112,34 @@ enum End {
 }
 
 impl Session {
-    /// Streams until the client leaves or must be closed; `true` when it was closed for
-    /// not keeping up.
-    async fn run(self, socket: WebSocket, mut events: EventStream) -> bool {
+    /// Streams until the client leaves or must be closed.
+    async fn run(self, socket: WebSocket, mut events: EventStream, metrics: &Metrics) {
         let (mut sink, mut incoming) = socket.split();
         let (queue, mut queued) = mpsc::channel::<ThreadEvent>(self.buffer);
-        let (overflow, mut overflowed) = oneshot::channel::<()>();
+        // The pump waits while the queue is full: memory stays bounded, a replayed
+        // backlog flows as fast as the client reads, and the service's stream (not
+        // this session) decides what happens to a subscriber that falls behind.
         let pump = tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                match queue.try_send(event) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        let _ = overflow.send(());
-                        return;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                if queue.send(event).await.is_err() {
+                    return;
                 }
             }
         });
 
         let mut last_sent = self.after;
         let mut unanswered_pings = 0_u32;
-        let mut overflow_open = true;
         let mut ping = tokio::time::interval(self.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
-        let mut slow = false;
         let end = loop {
             tokio::select! {
-                biased;
-                signal = &mut overflowed, if overflow_open => {
-                    overflow_open = false;
-                    if signal.is_ok() {
-                        slow = true;
-                        break End::Close(
-                            CLOSE_SLOW_CLIENT,
-                            format!("slow client: reconnect with ?after={last_sent}"),
-                        );
-                    }
-                }
                 event = queued.recv() => {
                     let Some(event) = event else {
-                        break End::Close(CLOSE_GOING_AWAY, "the event stream ended".to_owned());
+                        break End::Close(
+                            CLOSE_GOING_AWAY,
+                            format!("event stream ended: reconnect with ?after={last_sent}"),
+                        );
                     };
                     // A service that replays an event already sent must not duplicate it.
                     if event.id <= last_sent {
@@ -163,11 +152,15 @@ impl Session {
                             continue;
                         }
                     };
-                    match tokio::time::timeout(self.send_timeout, sink.send(Message::Text(text.into()))).await {
+                    let frame = Message::Text(text.into());
+                    match tokio::time::timeout(self.send_timeout, sink.send(frame)).await {
                         Ok(Ok(())) => last_sent = event.id,
                         Ok(Err(_)) => break End::Gone,
                         Err(_) => {
-                            slow = true;
+                            // The frame stays buffered ahead of the close frame: a client
+                            // that reads the close frame has read this event too.
+                            last_sent = event.id;
+                            metrics.websocket_slow_client();
                             break End::Close(
                                 CLOSE_SLOW_CLIENT,
                                 format!("slow client: reconnect with ?after={last_sent}"),
@@ -184,7 +177,10 @@ impl Session {
                 },
                 _ = ping.tick() => {
                     if unanswered_pings >= 2 {
-                        break End::Close(CLOSE_NO_PONG, "no pong to two pings".to_owned());
+                        break End::Close(
+                            CLOSE_NO_PONG,
+                            format!("no pong to two pings: reconnect with ?after={last_sent}"),
+                        );
                     }
                     unanswered_pings += 1;
                     let sent = tokio::time::timeout(
@@ -204,9 +200,9 @@ impl Session {
                 code,
                 reason: reason.into(),
             };
-            let _ = tokio::time::timeout(self.send_timeout, sink.send(Message::Close(Some(frame))))
-                .await;
+            // Behind the frame that did not go out: a slow client that reads again within
+            // the grace period still learns where to resume.
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
         }
-        slow
     }
 }
