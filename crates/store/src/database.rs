@@ -2,22 +2,80 @@
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
+use deckhand_runtime::knowledge::SearchOptions;
 use deckhand_runtime::{Thread, ThreadId, ThreadStatus, ThreadStore};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::migrate::{Migration, MigrationSource, Migrator};
+use sqlx::{Any, AnyPool, Executor, Row};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The migrations, embedded at build time.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations both backends run, embedded at build time.
+static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+/// What only SQLite runs (FTS5, triggers), merged with the shared ones by version.
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+/// What only PostgreSQL runs (tsvector + GIN, identity columns, trigger functions).
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long an SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per pool: deckhand is one process with modest concurrency.
-const MAX_CONNECTIONS: u32 = 8;
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 /// How long to wait for a connection before reporting the database unreachable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a [`Database`] connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a query waits for a connection (including connecting) before failing:
+    /// keep it short where an unreachable database must be noticed quickly.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+/// The shared migrations and this backend's own, in version order.
+#[derive(Debug)]
+struct MergedMigrations(Vec<Migration>);
+
+type Resolved<'s> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = std::result::Result<Vec<Migration>, sqlx::error::BoxDynError>,
+            > + Send
+            + 's,
+    >,
+>;
+
+impl<'s> MigrationSource<'s> for MergedMigrations {
+    fn resolve(self) -> Resolved<'s> {
+        Box::pin(async move { Ok(self.0) })
+    }
+}
+
+async fn migrator(backend: Backend) -> std::result::Result<Migrator, sqlx::migrate::MigrateError> {
+    let own = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    let mut migrations: Vec<Migration> = SHARED_MIGRATIONS
+        .iter()
+        .chain(own.iter())
+        .cloned()
+        .collect();
+    migrations.sort_by_key(|migration| migration.version);
+    Migrator::new(MergedMigrations(migrations)).await
+}
 
 /// Which database a [`Database`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +103,7 @@ impl Backend {
 pub struct Database {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    pub(crate) search_options: SearchOptions,
 }
 
 impl Database {
@@ -62,6 +121,11 @@ impl Database {
     /// Connects to `url` (`sqlite:PATH?mode=rwc` or `postgres://...`) and runs the
     /// migrations.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, ConnectOptions::default()).await
+    }
+
+    /// [`Database::connect`] with pool settings.
+    pub async fn connect_with(url: &str, connect: ConnectOptions) -> Result<Self> {
         let backend = Backend::of_url(url)?;
         sqlx::any::install_default_drivers();
         let options = AnyConnectOptions::from_str(url).map_err(|source| Error::Connect {
@@ -69,8 +133,8 @@ impl Database {
             source,
         })?;
         let pool = AnyPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .max_connections(connect.max_connections)
+            .acquire_timeout(connect.acquire_timeout)
             .after_connect(move |connection, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -97,11 +161,40 @@ impl Database {
                 url: redact(url),
                 source,
             })?;
-        MIGRATOR.run(&pool).await.map_err(|source| Error::Migrate {
+        let migrate = |source| Error::Migrate {
             url: redact(url),
             source,
-        })?;
-        Ok(Self { pool, backend })
+        };
+        migrator(backend)
+            .await
+            .map_err(migrate)?
+            .run(&pool)
+            .await
+            .map_err(migrate)?;
+        Ok(Self {
+            pool,
+            backend,
+            search_options: SearchOptions::default(),
+        })
+    }
+
+    /// The same store, searching knowledge with `options` (the rating threshold, the
+    /// recency half-life).
+    #[must_use]
+    pub fn with_search_options(mut self, options: SearchOptions) -> Self {
+        self.search_options = options;
+        self
+    }
+
+    /// How knowledge searches rank and filter.
+    pub fn search_options(&self) -> SearchOptions {
+        self.search_options
+    }
+
+    /// The pool, for what the typed methods do not cover (tests that tamper with rows,
+    /// maintenance).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Which database this is.
@@ -146,21 +239,7 @@ impl Database {
     }
 
     async fn insert_thread(&self, thread: &Thread) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO threads (id, cluster_id, user_name, title, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(thread.id.to_string())
-        .bind(&thread.cluster_id)
-        .bind(&thread.user)
-        .bind(&thread.title)
-        .bind(thread.status.as_str())
-        .bind(thread.created_at.timestamp_micros())
-        .bind(thread.updated_at.timestamp_micros())
-        .execute(&self.pool)
-        .await
-        .map_err(|source| Error::Query { context: "creating a thread", source })?;
-        Ok(())
+        insert_thread_with(&self.pool, thread).await
     }
 
     async fn select_thread(&self, id: ThreadId) -> Result<Option<Thread>> {
@@ -194,6 +273,56 @@ impl Database {
     }
 }
 
+/// Inserts a new thread through `executor` (an error when the id is taken).
+pub(crate) async fn insert_thread_with<'e, E>(executor: E, thread: &Thread) -> Result<()>
+where
+    E: Executor<'e, Database = Any>,
+{
+    sqlx::query(
+        "INSERT INTO threads (id, cluster_id, user_name, title, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(thread.id.to_string())
+    .bind(&thread.cluster_id)
+    .bind(&thread.user)
+    .bind(&thread.title)
+    .bind(thread.status.as_str())
+    .bind(thread.created_at.timestamp_micros())
+    .bind(thread.updated_at.timestamp_micros())
+    .execute(executor)
+    .await
+    .map_err(|source| Error::Query {
+        context: "creating a thread",
+        source,
+    })?;
+    Ok(())
+}
+
+/// Bumps counter `name` and returns its new value (1 the first time), inside
+/// `transaction`. Make it the transaction's first write: it then serialises every
+/// transaction bumping the same counter (SQLite's write lock, PostgreSQL's row lock).
+pub(crate) async fn next_counter(
+    transaction: &mut sqlx::Transaction<'_, Any>,
+    name: &str,
+    context: &'static str,
+) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO counters (name, value) VALUES ($1, 1) \
+         ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+    )
+    .bind(name)
+    .fetch_one(&mut **transaction)
+    .await
+    .and_then(|row| row.try_get::<i64, _>(0))
+    .map_err(|source| Error::Query { context, source })
+}
+
+/// The current time, to the microsecond (what the store keeps).
+pub(crate) fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
 const THREAD_COLUMNS: &str =
     "SELECT id, cluster_id, user_name, title, status, created_at, updated_at FROM threads";
 
@@ -217,7 +346,7 @@ fn thread_from_row(row: &AnyRow, context: &'static str) -> Result<Thread> {
     })
 }
 
-fn timestamp(micros: i64, context: &'static str) -> Result<DateTime<Utc>> {
+pub(crate) fn timestamp(micros: i64, context: &'static str) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| Error::CorruptRow {
         context,
         message: format!("timestamp {micros} is out of range"),
@@ -225,7 +354,7 @@ fn timestamp(micros: i64, context: &'static str) -> Result<DateTime<Utc>> {
 }
 
 /// The URL with any password replaced, for error messages and logs.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];

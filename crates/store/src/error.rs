@@ -45,6 +45,30 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// A rating's score is outside 0–100.
+    #[error("cannot rate thread {thread}: {source}")]
+    InvalidRating {
+        /// The thread.
+        thread: deckhand_runtime::ThreadId,
+        /// The score given.
+        #[source]
+        source: deckhand_runtime::thread::ScoreOutOfRange,
+    },
+    /// The thread named does not exist.
+    #[error("there is no thread {thread}")]
+    ThreadNotFound {
+        /// The thread.
+        thread: deckhand_runtime::ThreadId,
+    },
+    /// A value could not be written as JSON.
+    #[error("cannot encode {what} as JSON")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A stored row does not hold what this version expects.
     #[error("corrupt row while {context}: {message}")]
     CorruptRow {

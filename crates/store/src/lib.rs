@@ -4,15 +4,30 @@
 //! # Layout
 //! - [`database`]: [`Database`]: connecting, migrating, and the [`ThreadStore`] impl.
 //! - [`plans`]: the runtime's `PlanStore`: plans, step states and step events.
+//! - [`conversation`]: messages, ratings, thread status, approvals, thread event logs.
+//! - [`audit`]: the hash-chained audit log and its verification.
+//! - [`snapshots`]: the state of objects before a thread first touched them.
+//! - [`tokens`]: API tokens, by hash.
+//! - [`knowledge`]: knowledge entries and full-text search (FTS5, `tsvector`).
+//! - [`replicated`]: [`ReplicatedStore`]: a local SQLite store whose writes are copied to
+//!   a shared PostgreSQL through an outbox, working on while PostgreSQL is unreachable.
 //! - [`error`]: this crate's error type.
 //!
-//! Migrations live in `migrations/` and are embedded at build time.
+//! Migrations live in `migrations/` (both backends) and `migrations/sqlite`,
+//! `migrations/postgres` (one backend each), merged by version and embedded at build time.
 //!
 //! [`ThreadStore`]: deckhand_runtime::ThreadStore
 
+pub mod audit;
+pub mod conversation;
 pub mod database;
 pub mod error;
+pub mod knowledge;
 pub mod plans;
+pub mod replicated;
+pub mod snapshots;
+pub mod tokens;
 
-pub use database::{Backend, Database};
+pub use database::{Backend, ConnectOptions, Database};
 pub use error::{Error, Result};
+pub use replicated::{ReplicatedStore, ReplicationConfig, SearchSource};

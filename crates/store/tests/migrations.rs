@@ -90,8 +90,13 @@ async fn exercise(database: &Database) {
         .expect("migrations listed");
     assert_eq!(
         migrations,
-        vec![20261122000001, 20261123000001],
-        "each migration is applied once"
+        vec![
+            20261122000001,
+            20261123000001,
+            20261124000001,
+            20261124000002
+        ],
+        "each migration is applied once, the backend's own merged in by version"
     );
     exercise_plans(database).await;
 
@@ -158,7 +163,7 @@ async fn sqlite_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        2
+        4
     );
 }
 
@@ -182,7 +187,7 @@ async fn postgres_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        2
+        4
     );
 }
 

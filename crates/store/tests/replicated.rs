@@ -1,0 +1,166 @@
+//! A cluster's store replicated to a shared PostgreSQL: writes queue while PostgreSQL is
+//! down and arrive once it is back, exactly once; knowledge searches fall back to the
+//! local copy meanwhile. Real SQLite, real PostgreSQL, stopped and started mid-run.
+#![allow(clippy::unwrap_used)] // test helpers panic on what a test did not expect
+
+use deckhand_runtime::knowledge::KnowledgeEntry;
+use deckhand_runtime::{ApprovalRecord, Interface, Message, MessageRole, PlanId, Rating, Thread};
+use deckhand_store::{Database, ReplicatedStore, ReplicationConfig, SearchSource};
+use deckhand_testkit::{Postgres, SqliteFile};
+use sqlx::Row;
+use std::time::Duration;
+
+const FLUSH: Duration = Duration::from_secs(60);
+
+async fn count(db: &Database, table: &str) -> i64 {
+    sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
+}
+
+/// A resolved thread: the thread, two messages, an approval, a knowledge entry, a rating.
+async fn resolve(store: &ReplicatedStore, cluster: &str, request: &str) -> Thread {
+    let thread = Thread::new(cluster, "ana", request);
+    store.create_thread(&thread).await.unwrap();
+    store
+        .add_message(&Message::new(thread.id, MessageRole::User, "ana", request))
+        .await
+        .unwrap();
+    store
+        .add_message(&Message::new(
+            thread.id,
+            MessageRole::Assistant,
+            "jamie",
+            "done",
+        ))
+        .await
+        .unwrap();
+    store
+        .record_approval(&ApprovalRecord::of_plan(
+            thread.id,
+            PlanId::new(),
+            "sha256:1",
+            "ana",
+            Interface::Cli,
+        ))
+        .await
+        .unwrap();
+    let mut entry = KnowledgeEntry::new(thread.id, cluster, request, "done");
+    entry.resolution_summary = "rolled back the deployment".into();
+    store.upsert_knowledge(&entry).await.unwrap();
+    store
+        .rate_thread(&Rating::new(thread.id, 100, "", "ana").unwrap())
+        .await
+        .unwrap();
+    thread
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
+    let mut postgres = Postgres::start().await.unwrap();
+    let shared_url = postgres.create_database("shared").await.unwrap();
+    let shared = Database::connect(&shared_url).await.unwrap();
+    let file = SqliteFile::new().unwrap();
+    let local = Database::open_sqlite(file.path()).await.unwrap();
+    let store = ReplicatedStore::start(
+        local.clone(),
+        ReplicationConfig::new(&shared_url).with_retry_interval(Duration::from_millis(200)),
+    );
+    // Another cluster's knowledge, only in the shared database.
+    let mut elsewhere = KnowledgeEntry::new(
+        deckhand_runtime::ThreadId::new(),
+        "aks-west",
+        "payments crashloop",
+        "fixed",
+    );
+    elsewhere.rating = Some(100);
+    shared.upsert_knowledge_entry(&elsewhere).await.unwrap();
+
+    // Up: writes arrive.
+    let first = resolve(&store, "eks-prod", "checkout crashloop after deploy").await;
+    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert!(store.shared_reachable());
+    assert_eq!(count(&shared, "threads").await, 1);
+    let (hits, source) = store.search_knowledge("crashloop", 10).await.unwrap();
+    assert_eq!(source, SearchSource::Shared);
+    assert_eq!(hits.len(), 2, "both clusters' knowledge: {hits:#?}");
+
+    // Down: writes go on locally and queue; searches use the local copy.
+    postgres.stop();
+    let mut during = Vec::new();
+    for n in 0..5 {
+        during.push(resolve(&store, "eks-prod", &format!("checkout crashloop {n}")).await);
+    }
+    assert!(store.pending().await.unwrap() > 0);
+    let (hits, source) = store.search_knowledge("crashloop", 10).await.unwrap();
+    assert_eq!(source, SearchSource::Local);
+    assert_eq!(
+        hits.len(),
+        6,
+        "this cluster's knowledge, including what is queued"
+    );
+    assert!(hits.iter().all(|hit| hit.entry.cluster_id == "eks-prod"));
+    // Give the pusher time to fail at least once against the stopped server.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!store.shared_reachable());
+    assert!(store.pending().await.unwrap() > 0);
+
+    // Keep what is queued, to send it a second time below.
+    sqlx::query(
+        "CREATE TABLE outbox_copy AS SELECT kind, entity_id, payload, created_at FROM outbox",
+    )
+    .execute(local.pool())
+    .await
+    .unwrap();
+    let queued = count(&local, "outbox_copy").await;
+    assert_eq!(queued, store.pending().await.unwrap());
+
+    // Back (same port, same data): the queue drains, exactly once.
+    postgres.restart().await.unwrap();
+    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert!(store.shared_reachable());
+    let shared = Database::connect(&shared_url).await.unwrap();
+    assert_eq!(count(&shared, "threads").await, 6);
+    assert_eq!(count(&shared, "messages").await, 12);
+    assert_eq!(count(&shared, "approvals").await, 6);
+    assert_eq!(count(&shared, "ratings").await, 6);
+    assert_eq!(count(&shared, "knowledge").await, 7);
+    for thread in during.iter().chain([&first]) {
+        let copy = shared.thread_ratings(thread.id).await.unwrap();
+        assert_eq!(copy.len(), 1);
+        let stored = deckhand_runtime::ThreadStore::thread(&shared, thread.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.status, deckhand_runtime::ThreadStatus::Closed);
+    }
+    // Audit records stay with the cluster that made them.
+    assert_eq!(count(&shared, "audit_log").await, 0);
+    assert_eq!(count(&local, "audit_log").await, 12);
+    let (hits, source) = store.search_knowledge("crashloop", 10).await.unwrap();
+    assert_eq!(source, SearchSource::Shared);
+    assert_eq!(hits.len(), 7);
+
+    // Everything sent again (as after a crash between sending and forgetting), plus one
+    // new rating: only the new rating is added.
+    sqlx::query(
+        "INSERT INTO outbox (kind, entity_id, payload, created_at) \
+         SELECT kind, entity_id, payload, created_at FROM outbox_copy",
+    )
+    .execute(local.pool())
+    .await
+    .unwrap();
+    store
+        .rate_thread(&Rating::new(first.id, 100, "still fine", "ana").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(count(&shared, "threads").await, 6);
+    assert_eq!(count(&shared, "messages").await, 12);
+    assert_eq!(count(&shared, "approvals").await, 6);
+    assert_eq!(count(&shared, "knowledge").await, 7);
+    assert_eq!(count(&shared, "ratings").await, 7, "only the new rating");
+    store.shutdown().await;
+}
