@@ -175,7 +175,14 @@ fn check_credentials(config: &AlertmanagerConfig, headers: &HeaderMap) -> Result
     }
 }
 
-async fn receive(
+/// Receives one Alertmanager notification (an alert group).
+#[utoipa::path(post, path = "/hooks/alertmanager", tag = "hooks", request_body = AlertGroup,
+    responses((status = 201, body = HookAnswer, description = "a triage thread was opened"),
+        (status = 200, body = HookAnswer, description = "added to the group's thread"),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody, description = "the hook is not configured")),
+    security((), ("bearer" = []), ("basic" = [])))]
+pub async fn receive(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Bytes,

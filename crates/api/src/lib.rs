@@ -120,6 +120,7 @@ pub struct Api {
     config: ApiConfig,
     metrics: Metrics,
     http: Option<reqwest::Client>,
+    extra: Router,
 }
 
 /// Timeout of outbound HTTP calls (Slack's Web API, the OIDC provider's keys).
@@ -136,6 +137,7 @@ impl Api {
             config: ApiConfig::default(),
             metrics: Metrics::new(),
             http: None,
+            extra: Router::new(),
         }
     }
 
@@ -154,6 +156,14 @@ impl Api {
     /// Uses `client` for outbound calls (Slack, the OIDC provider).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
+        self
+    }
+
+    /// Serves `routes` too, behind the same metrics, body limit and CORS layers: the
+    /// place for the web command center's embedded assets at `/`. They handle their own
+    /// authentication (a page must load before its user can log in).
+    pub fn merge(mut self, routes: Router) -> Self {
+        self.extra = self.extra.merge(routes);
         self
     }
 
@@ -200,6 +210,7 @@ impl Api {
             .route("/metrics", get(metrics_route))
             .with_state(state)
             .merge(health_routes().with_state(self.health))
+            .merge(self.extra)
             .route_layer(axum::middleware::from_fn_with_state(
                 self.metrics,
                 metrics::track,

@@ -24,13 +24,14 @@ use utoipa::{Modify, OpenApi};
         routes::post_message, routes::approve, routes::reject, routes::run, routes::cancel,
         routes::restore, routes::rate, routes::search_knowledge, routes::tools,
         routes::policies, routes::namespaces, routes::list_tokens, routes::create_token,
-        routes::revoke_token,
+        routes::revoke_token, crate::alertmanager::receive,
     ),
     components(schemas(
         ErrorBody, ThreadSummary, ThreadDetail, MessageView, MessageRole, PlanView, PlanStatus,
         StepView, NewThread, NewMessage, Approval, Rejection, Rating, RestoreView, KnowledgeHit,
         ToolView, PolicyView, ThreadEvent, ThreadEventKind, Identity, Scope, AuthSource,
         TokenRecord, NewToken, CreatedToken, WhoAmI, Namespaces,
+        crate::alertmanager::AlertGroup, crate::alertmanager::Alert, crate::alertmanager::HookAnswer,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -39,6 +40,7 @@ use utoipa::{Modify, OpenApi};
         (name = "knowledge", description = "past threads"),
         (name = "catalog", description = "tools, policies and namespaces (read-only)"),
         (name = "auth", description = "who am I, and API tokens (admin)"),
+        (name = "hooks", description = "Alertmanager's webhook (its own credentials, not API tokens)"),
     )
 )]
 pub struct ApiDoc;
@@ -58,6 +60,10 @@ impl Modify for BearerAuth {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
 }

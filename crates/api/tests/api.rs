@@ -670,6 +670,8 @@ async fn the_openapi_document_lists_every_api_route_and_the_bearer_scheme() {
         "bearer"
     );
     assert!(document.body["components"]["schemas"]["ThreadEvent"].is_object());
+    assert!(document.body["paths"]["/hooks/alertmanager"]["post"].is_object());
+    assert!(document.body["components"]["schemas"]["AlertGroup"].is_object());
 }
 
 #[test]
@@ -708,4 +710,48 @@ fn the_config_rejects_unknown_keys_and_reads_every_table() {
     assert!(!format!("{slack:?}").contains("xoxb-1"));
     assert!(toml::from_str::<ApiConfig>("max_body_byte = 1").is_err());
     assert!(toml::from_str::<ApiConfig>("[rate_limit]\nper_sec = 1").is_err());
+}
+
+#[tokio::test]
+async fn extra_routes_such_as_the_command_center_share_the_layers() {
+    use axum::routing::get;
+    use deckhand_api::{Api, AppState};
+    use std::sync::Arc;
+    let service = common::MemoryDeckhand::new();
+    let tokens = Arc::new(common::MemoryTokens::default());
+    let health = AppState {
+        version: "test",
+        checks: Arc::new([]),
+    };
+    let router = Api::new(service, tokens, health)
+        .merge(axum::Router::new().route(
+            "/",
+            get(|| async { "<!doctype html><title>deckhand</title>" }),
+        ))
+        .build()
+        .unwrap();
+    let page = router
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let metrics = router
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        metrics
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("deckhand_http_requests_total{route=\"/\",method=\"GET\",status=\"200\"} 1"),
+        "{text}"
+    );
 }
