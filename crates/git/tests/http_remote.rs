@@ -1,8 +1,11 @@
 //! The token on the wire: against a local HTTP server that asks for credentials the way
 //! GitHub's smart HTTP endpoint does (401 + `WWW-Authenticate: Basic`), deckhand answers
 //! once with the forge's user name and the token, and gives up when it is refused
-//! instead of asking forever.
+//! instead of asking forever. Then a real push: `git http-backend` (git's own smart HTTP
+//! server, as CGI) behind a local server that demands the token.
 #![allow(clippy::unwrap_used)]
+
+mod support;
 
 use std::sync::{Arc, Mutex};
 
@@ -198,4 +201,177 @@ fn base64_matches_the_rfc_vectors() {
     ] {
         assert_eq!(base64(input.as_bytes()), output);
     }
+}
+
+/// Git's smart HTTP server for the bare repositories under `root`, behind Basic
+/// authentication with `user:token`, the way a forge serves pushes.
+fn serve_git(
+    root: std::path::PathBuf,
+    credentials: &str,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+    let expected = format!("Basic {}", base64(credentials.as_bytes()));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = Router::new().fallback(move |request: Request<Body>| {
+                let record = record.clone();
+                let root = root.clone();
+                let expected = expected.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let authorization = parts
+                        .headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    record.lock().unwrap().push(Seen {
+                        path_and_query: parts.uri.path_and_query().unwrap().to_string(),
+                        authorization: authorization.clone(),
+                    });
+                    if authorization.as_deref() != Some(expected.as_str()) {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [("www-authenticate", "Basic realm=\"git\"")],
+                            Vec::new(),
+                        )
+                            .into_response();
+                    }
+                    let body = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+                    cgi(&root, &parts, body.to_vec()).await
+                }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), seen)
+}
+
+/// Runs one request through `git http-backend` and turns its CGI answer into a response.
+async fn cgi(
+    root: &std::path::Path,
+    parts: &axum::http::request::Parts,
+    body: Vec<u8>,
+) -> axum::response::Response {
+    use tokio::io::AsyncWriteExt;
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let mut child = tokio::process::Command::new("git")
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REMOTE_USER", "deckhand")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&body).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    let text = output.stdout;
+    let split = text
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| text.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
+        .unwrap();
+    let head = String::from_utf8(text[..split.0].to_vec()).unwrap();
+    let mut response =
+        axum::response::Response::new(Body::from(text[split.0 + split.1..].to_vec()));
+    for line in head.lines() {
+        let (name, value) = line.split_once(':').unwrap();
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            *response.status_mut() = StatusCode::from_u16(value[..3].parse().unwrap()).unwrap();
+        } else {
+            response.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+    }
+    response
+}
+
+#[test]
+fn approval_and_completion_are_pushed_over_http_with_the_token() {
+    let remote = support::Remote::new();
+    let (addr, seen) = serve_git(
+        remote.dir.path().to_owned(),
+        "x-access-token:ghp_push_token",
+    );
+    let url = format!("http://{addr}/platform.git");
+    let open = |clone: &str| {
+        ThreadRepository::open(
+            &config(url.clone(), remote.dir.path().join(clone)),
+            remote.dir.path(),
+            Mode::Apply,
+            Some(Token::new("ghp_push_token")),
+        )
+        .unwrap()
+    };
+    let thread = Uuid::new_v4();
+    let mut with_manifest = approval();
+    with_manifest.manifests = vec![deckhand_git::Manifest::new(
+        "app.yaml",
+        "kind: Deployment\n",
+    )];
+    let approved = open("writer")
+        .record_approval(thread, &with_manifest)
+        .unwrap();
+    let completed = open("writer")
+        .record_completion(
+            thread,
+            &deckhand_git::Completion {
+                result: "done".into(),
+                backups: vec![],
+            },
+        )
+        .unwrap();
+    assert!(approved.new_commit && completed.new_commit);
+
+    let head = remote.branch(&deckhand_git::branch_name(thread)).unwrap();
+    assert_eq!(head.id().to_string(), completed.commit);
+    assert_eq!(
+        head.parent_ids().collect::<Vec<_>>(),
+        [approved.commit.parse().unwrap()]
+    );
+    let manifests = open("reader").read_manifests(thread).unwrap();
+    assert_eq!(
+        manifests,
+        [deckhand_git::Manifest::new(
+            "app.yaml",
+            "kind: Deployment\n"
+        )]
+    );
+
+    let seen = seen.lock().unwrap();
+    let pushes: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.path_and_query == "/platform.git/git-receive-pack")
+        .collect();
+    assert_eq!(pushes.len(), 2, "{seen:?}");
+    assert!(pushes.iter().all(|s| s.authorization.is_some()));
 }
