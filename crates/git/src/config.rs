@@ -102,6 +102,36 @@ impl RepositoryConfig {
     }
 }
 
+impl RepositoryConfig {
+    /// The token, when one is configured (see [`TokenSource::resolve`]).
+    pub fn resolve_token(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<crate::Token>> {
+        self.token
+            .as_ref()
+            .map(|source| source.resolve(&self.name, env))
+            .transpose()
+    }
+
+    /// A client for this repository's forge, when one is configured; `None` without a
+    /// forge. A forge without a token is a configuration error.
+    pub fn forge_client(&self, token: Option<crate::Token>) -> Result<Option<crate::ForgeClient>> {
+        let Some(forge) = &self.forge else {
+            return Ok(None);
+        };
+        let Some(token) = token else {
+            return Err(Error::Config {
+                problems: vec![format!(
+                    "repository `{}`: a forge is configured but no token",
+                    self.name
+                )],
+            });
+        };
+        crate::ForgeClient::new(forge.clone(), token).map(Some)
+    }
+}
+
 /// The author and committer of deckhand's commits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -348,6 +378,33 @@ mod tests {
                 "/var/run/secrets/deckhand-git/token".into()
             ))
         );
+    }
+
+    #[test]
+    fn tokens_and_forge_clients_come_from_the_repository_config() {
+        let config = parse(
+            r#"{"repositories":[{"name":"platform","url":"u",
+                "author":{"name":"n","email":"e@x"},"token":{"env":"GH"},
+                "forge":{"kind":"github","owner":"acme","repo":"platform"}}]}"#,
+        )
+        .unwrap();
+        let repo = &config.repositories[0];
+        let token = repo
+            .resolve_token(|name| (name == "GH").then(|| "ghp_1".to_owned()))
+            .unwrap();
+        assert_eq!(token.as_ref().map(|t| t.expose()), Some("ghp_1"));
+        let client = repo.forge_client(token).unwrap().unwrap();
+        assert_eq!(client.forge().kind(), "github");
+        assert!(matches!(repo.forge_client(None), Err(Error::Config { .. })));
+        assert!(matches!(
+            repo.resolve_token(|_| None),
+            Err(Error::TokenEnvMissing { .. })
+        ));
+        let mut plain = repo.clone();
+        plain.forge = None;
+        plain.token = None;
+        assert!(plain.resolve_token(|_| None).unwrap().is_none());
+        assert!(plain.forge_client(None).unwrap().is_none());
     }
 
     #[test]

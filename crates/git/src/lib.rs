@@ -16,10 +16,8 @@
 //!     "author":{"name":"deckhand","email":"deckhand@acme.example"}}]}"#)?;
 //! config.validate()?;
 //! let repo_config = &config.repositories[0];
-//! let token = match &repo_config.token {
-//!     Some(source) => Some(source.resolve(&repo_config.name, |name| std::env::var(name).ok())?),
-//!     None => None,
-//! };
+//! let token = repo_config.resolve_token(|name| std::env::var(name).ok())?;
+//! let forge = repo_config.forge_client(token.clone())?; // for the pull request at rating 100
 //! let repo = ThreadRepository::open(repo_config, &config.cache_dir, config.mode, token)?;
 //! let thread = uuid::Uuid::new_v4();
 //! let recorded = repo.record_approval(thread, &Approval {
