@@ -375,3 +375,80 @@ fn approval_and_completion_are_pushed_over_http_with_the_token() {
     assert_eq!(pushes.len(), 2, "{seen:?}");
     assert!(pushes.iter().all(|s| s.authorization.is_some()));
 }
+
+#[test]
+fn a_rejected_push_is_fetched_and_tried_again_once_then_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let remote = support::Remote::new();
+    // The remote's own hook plays a busy or protected branch; git runs it on every push.
+    let hook = remote.path.join("hooks").join("pre-receive");
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nif [ -e \"$GIT_DIR/reject-once\" ]; then rm \"$GIT_DIR/reject-once\"; exit 1; fi\nif [ -e \"$GIT_DIR/reject-always\" ]; then exit 1; fi\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (addr, seen) = serve_git(
+        remote.dir.path().to_owned(),
+        "x-access-token:ghp_push_token",
+    );
+    let repo = ThreadRepository::open(
+        &config(
+            format!("http://{addr}/platform.git"),
+            remote.dir.path().join("clone"),
+        ),
+        remote.dir.path(),
+        Mode::Apply,
+        Some(Token::new("ghp_push_token")),
+    )
+    .unwrap();
+    let thread = Uuid::new_v4();
+    let branch = deckhand_git::branch_name(thread);
+
+    std::fs::write(remote.path.join("reject-once"), "").unwrap();
+    let approved = repo.record_approval(thread, &approval()).unwrap();
+    assert_eq!(
+        remote.branch(&branch).unwrap().id().to_string(),
+        approved.commit
+    );
+    let receive_packs = |seen: &Mutex<Vec<Seen>>| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path_and_query == "/platform.git/git-receive-pack")
+            .count()
+    };
+    assert_eq!(receive_packs(&seen), 2);
+
+    std::fs::write(remote.path.join("reject-always"), "").unwrap();
+    let err = repo
+        .record_completion(
+            thread,
+            &deckhand_git::Completion {
+                result: "done".into(),
+                backups: vec![],
+            },
+        )
+        .unwrap_err();
+    let Error::PushRejected {
+        ref message,
+        ref branch,
+        ..
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("pre-receive hook declined"), "{message}");
+    assert_eq!(*branch, deckhand_git::branch_name(thread));
+    assert_eq!(receive_packs(&seen), 4);
+    // The remote still has the approval only.
+    assert_eq!(
+        remote
+            .branch(&deckhand_git::branch_name(thread))
+            .unwrap()
+            .id()
+            .to_string(),
+        approved.commit
+    );
+}
