@@ -64,6 +64,16 @@ pub enum Error {
         source: git2::Error,
     },
 
+    /// The blocking task running a git step panicked or was cancelled.
+    #[error("the git step for repository `{repository}` did not finish")]
+    Blocking {
+        /// The repository's configured name.
+        repository: String,
+        /// tokio's join error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+
     /// The remote refused to update a branch (not a fast-forward, a protected branch, a
     /// hook said no).
     #[error(

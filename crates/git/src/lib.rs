@@ -44,6 +44,7 @@
 //! - [`record`]: what a step writes ([`Approval`], [`Completion`], [`Manifest`],
 //!   [`Backup`]) and how it is rendered.
 //! - [`repo`]: [`ThreadRepository`], the clone, commits, fetch and push (libgit2).
+//! - [`shared`]: [`SharedThreadRepository`], the same from async code.
 //! - [`forge`]: [`ForgeClient`], pull requests on GitHub and merge requests on GitLab.
 //! - [`error`]: this crate's error type.
 
@@ -53,6 +54,7 @@ pub mod forge;
 pub mod names;
 pub mod record;
 pub mod repo;
+pub mod shared;
 pub mod token;
 
 pub use config::{Author, ForgeConfig, GitConfig, Mode, RepositoryConfig, TokenSource};
@@ -61,4 +63,5 @@ pub use forge::{ForgeClient, PullRequest, PullRequestSpec};
 pub use names::{branch_name, thread_folder};
 pub use record::{Approval, Backup, Completion, Manifest};
 pub use repo::{Recorded, ThreadRepository};
+pub use shared::SharedThreadRepository;
 pub use token::Token;

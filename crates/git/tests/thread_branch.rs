@@ -380,3 +380,34 @@ fn an_existing_clone_is_reopened_and_its_remote_repointed() {
     assert!(new.branch(&branch_name(other)).is_some());
     assert!(old.branch(&branch_name(other)).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_handle_records_threads_from_concurrent_tasks() {
+    let remote = Remote::new();
+    let shared = deckhand_git::SharedThreadRepository::new(open(&remote, "clone", Mode::Apply));
+    let threads: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let tasks: Vec<_> = threads
+        .iter()
+        .map(|&thread| {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                shared
+                    .record_approval(thread, approval(vec![deployment()]))
+                    .await?;
+                shared.record_completion(thread, completion()).await?;
+                shared.read_manifests(thread).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().unwrap(),
+            [Manifest::new("checkout-deployment.yaml", deployment().yaml)]
+        );
+    }
+    for thread in threads {
+        let head = remote.branch(&branch_name(thread)).unwrap();
+        assert_eq!(remote.commits_since_main(head.id()).len(), 2);
+    }
+    assert_eq!(shared.name(), "platform");
+}
