@@ -166,9 +166,10 @@ impl ThreadRepository {
         self.record(thread, &update, &completion.commit_message(thread), true)
     }
 
-    /// The manifests on the thread's branch as the remote has it (fetched first), sorted
-    /// by file name: what apply mode applies. GitOps mode's `kustomization.yaml` is not
-    /// a manifest and is left out.
+    /// The manifests on the thread's branch, sorted by file name: what apply mode
+    /// applies. The branch is fetched first and read as the remote has it (or as this
+    /// clone has it when a push of it failed and the clone is ahead). GitOps mode's
+    /// `kustomization.yaml` is not a manifest and is left out.
     pub fn read_manifests(&self, thread: Uuid) -> Result<Vec<Manifest>> {
         let branch = branch_name(thread);
         self.fetch(&branch)?;
@@ -205,6 +206,10 @@ impl ThreadRepository {
                 continue;
             }
             let path = format!("{dir}/{name}");
+            // deckhand never writes such names; a remote serving them is not trusted.
+            if name.starts_with('.') || name.contains(['/', '\\']) {
+                return Err(bad(path, "has a name deckhand does not write"));
+            }
             // Regular files only (an executable bit is harmless); never a symlink.
             if entry.kind() != Some(ObjectType::Blob)
                 || !matches!(entry.filemode(), FILE_MODE | EXECUTABLE_MODE)

@@ -411,3 +411,19 @@ async fn the_shared_handle_records_threads_from_concurrent_tasks() {
     }
     assert_eq!(shared.name(), "platform");
 }
+
+#[test]
+fn a_symlink_among_the_manifests_is_refused_when_read_back() {
+    let remote = Remote::new();
+    let repo = open(&remote, "clone", Mode::Apply);
+    let thread = Uuid::new_v4();
+    repo.record_approval(thread, &approval(vec![deployment()]))
+        .unwrap();
+    let link = format!("{}/manifests/link.yaml", thread_folder(thread));
+    remote.commit_entry(&branch_name(thread), &link, "/etc/passwd", 0o120_000);
+    let err = repo.read_manifests(thread).unwrap_err();
+    assert!(
+        matches!(err, Error::BadFile { ref path, ref problem, .. } if *path == link && problem == "is not a regular file"),
+        "{err}"
+    );
+}

@@ -87,6 +87,11 @@ impl Remote {
 
     /// A person's commit straight onto a branch of the remote, adding one file.
     pub fn commit_file(&self, branch: &str, path: &str, content: &str) -> Oid {
+        self.commit_entry(branch, path, content, 0o100_644)
+    }
+
+    /// Like `commit_file`, with the entry's mode (`0o120_000` for a symlink).
+    pub fn commit_entry(&self, branch: &str, path: &str, content: &str, mode: u32) -> Oid {
         let parent = self.branch(branch).unwrap();
         let mut index = git2::Index::new().unwrap();
         index.read_tree(&parent.tree().unwrap()).unwrap();
@@ -97,7 +102,7 @@ impl Remote {
                 mtime: git2::IndexTime::new(0, 0),
                 dev: 0,
                 ino: 0,
-                mode: 0o100_644,
+                mode,
                 uid: 0,
                 gid: 0,
                 file_size: content.len() as u32,
