@@ -407,6 +407,8 @@ impl ReplicatedStore {
     }
 
     /// Searches the shared database when it answers, else the local copy; says which.
+    /// While the shared database is known to be unreachable (the background task probes
+    /// it every retry interval), searches go straight to the local copy.
     ///
     /// # Errors
     /// The local store's errors (the shared one's only make it fall back).
@@ -415,6 +417,14 @@ impl ReplicatedStore {
         query: &str,
         limit: u32,
     ) -> Result<(Vec<KnowledgeHit>, SearchSource)> {
+        if !self.shared_reachable() {
+            // Known down (the background task probes it): don't make the person wait
+            // for a connection timeout on every search.
+            return Ok((
+                self.local.search_knowledge(query, limit).await?,
+                SearchSource::Local,
+            ));
+        }
         let shared = async {
             let database = self.shared.database().await?;
             database
@@ -493,7 +503,7 @@ async fn push_loop(
 enum Pushed {
     /// Nothing was queued.
     Nothing,
-    /// A batch was sent and the outbox is now empty.
+    /// The outbox is now empty and the shared database answered.
     Empty,
     /// A full batch was sent; there may be more.
     More,
@@ -512,7 +522,12 @@ async fn push_batch(local: &Database, shared: &SharedLink) -> Result<Pushed> {
         .await
         .map_err(query)?;
     let Some(last) = rows.last() else {
-        return Ok(Pushed::Nothing);
+        if shared.reachable.load(Ordering::SeqCst) {
+            return Ok(Pushed::Nothing);
+        }
+        // Nothing to send, but searches wait for word that the shared database is back.
+        shared.database().await?.ping().await?;
+        return Ok(Pushed::Empty);
     };
     let last_seq: i64 = last.try_get("seq").map_err(query)?;
     let database = shared.database().await?;

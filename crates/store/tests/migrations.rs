@@ -200,3 +200,75 @@ async fn unreachable_postgres_is_a_clear_error() {
     let error = Database::connect(&url).await.expect_err("no server");
     assert!(error.to_string().contains("cannot connect"), "{error}");
 }
+
+/// A store made before the conversations migration keeps its threads through it (the
+/// threads table is rebuilt to widen its status check).
+async fn upgrade_keeps_threads(url: &str) {
+    let old = tempfile::tempdir().expect("temp dir");
+    for name in ["20261122000001_threads.sql", "20261123000001_plans.sql"] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(name),
+            old.path().join(name),
+        )
+        .expect("copy migration");
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.expect("connect");
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .expect("old migrations")
+        .run(&pool)
+        .await
+        .expect("old schema");
+    let thread = Thread::new("cluster-a", "ana", "made before the upgrade");
+    sqlx::query(
+        "INSERT INTO threads (id, cluster_id, user_name, title, status, created_at, updated_at) \
+         VALUES ($1, 'cluster-a', 'ana', 'made before the upgrade', 'closed', $2, $2)",
+    )
+    .bind(thread.id.to_string())
+    .bind(thread.created_at.timestamp_micros())
+    .execute(&pool)
+    .await
+    .expect("old thread");
+    pool.close().await;
+
+    let database = Database::connect(url).await.expect("upgrade");
+    let kept = database
+        .thread(thread.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(kept.title, "made before the upgrade");
+    assert_eq!(kept.status, ThreadStatus::Closed);
+    assert_eq!(
+        database.recent_threads(10).await.expect("list")[0].id,
+        thread.id,
+        "the index on created_at is back"
+    );
+    assert_eq!(
+        database
+            .applied_migrations()
+            .await
+            .expect("migrations")
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn sqlite_upgrade_keeps_threads() {
+    let file = SqliteFile::new().expect("temp sqlite");
+    upgrade_keeps_threads(&file.url()).await;
+}
+
+#[tokio::test]
+async fn postgres_upgrade_keeps_threads() {
+    let postgres = Postgres::start().await.expect("postgres starts");
+    let url = postgres
+        .create_database("deckhand_upgrade")
+        .await
+        .expect("database");
+    upgrade_keeps_threads(&url).await;
+}
