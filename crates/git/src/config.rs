@@ -407,6 +407,29 @@ mod tests {
         assert!(plain.forge_client(None).unwrap().is_none());
     }
 
+    /// The example in docs/GIT.md is a real, valid configuration.
+    #[test]
+    fn the_documented_example_parses_and_validates() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            git: GitConfig,
+        }
+        let doc = include_str!("../../../docs/GIT.md");
+        let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let file: File = toml::from_str(&doc[start..end]).unwrap();
+        file.git.validate().unwrap();
+        assert_eq!(file.git.repositories.len(), 2);
+        assert_eq!(
+            file.git.repositories[1].forge,
+            Some(ForgeConfig::Gitlab {
+                api_url: DEFAULT_GITLAB_API.into(),
+                project: "acme/infra".into()
+            })
+        );
+    }
+
     #[test]
     fn unknown_keys_are_rejected_everywhere() {
         for text in [
