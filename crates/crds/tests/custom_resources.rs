@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use deckhand_crds::request::MAX_REQUEST_TEXT_CHARS;
 use deckhand_crds::{
     AIConversation, AIConversationSpec, AIRequest, AIRequestSpec, Approval, ConversationMessage,
     MessageRole, Phase, StoreRef,
@@ -113,7 +114,10 @@ async fn an_airequest_lives_through_the_status_subresource() {
     );
     invalid(
         requests
-            .create(&post, &with(|s| s.request_text = "x".repeat(16 * 1024 + 1)))
+            .create(
+                &post,
+                &with(|s| s.request_text = "x".repeat(MAX_REQUEST_TEXT_CHARS as usize + 1)),
+            )
             .await,
         "spec.requestText",
     );

@@ -256,6 +256,66 @@ fn the_pod_is_locked_down_and_probed() {
     );
 }
 
+/// The Service, the PodDisruptionBudget and the NetworkPolicy select the Deployment's pods
+/// (a typo in a label would leave them selecting nothing, silently), and every object is
+/// labelled as part of deckhand and, when namespaced, lives in deckhand's namespace (the
+/// write bindings of overlays/write-access excepted: they belong in the listed namespaces).
+#[test]
+fn selectors_find_the_pod_and_every_object_is_deckhands() {
+    let base = render("base");
+    let deployment = find(&base, "Deployment", "deckhand");
+    let pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap();
+    let selects_the_pod = |selector: &Value| {
+        let selector = selector.as_object().unwrap();
+        !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    };
+    assert!(selects_the_pod(
+        &deployment["spec"]["selector"]["matchLabels"]
+    ));
+    assert!(selects_the_pod(
+        &find(&base, "Service", "deckhand")["spec"]["selector"]
+    ));
+    assert!(selects_the_pod(
+        &find(&base, "PodDisruptionBudget", "deckhand")["spec"]["selector"]["matchLabels"]
+    ));
+    assert!(selects_the_pod(
+        &find(&base, "NetworkPolicy", "deckhand")["spec"]["podSelector"]["matchLabels"]
+    ));
+    let ingress = find(&base, "Ingress", "deckhand");
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "deckhand"
+    );
+    assert_eq!(
+        ingress["spec"]["tls"][0]["hosts"],
+        json!([ingress["spec"]["rules"][0]["host"]])
+    );
+
+    for object in render("overlays/write-access") {
+        let (_, kind, namespace, name) = kustomize::identity(&object);
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/part-of"], "deckhand",
+            "{kind} {name} is not labelled as part of deckhand"
+        );
+        let cluster_scoped = [
+            "Namespace",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+        ];
+        if cluster_scoped.contains(&kind.as_str()) {
+            assert_eq!(namespace, "", "{kind} {name} is cluster-scoped");
+        } else if !(kind == "RoleBinding" && name == "deckhand-write") {
+            assert_eq!(
+                namespace, "deckhand",
+                "{kind} {name} is outside deckhand's namespace"
+            );
+        }
+    }
+}
+
 /// The ConfigMap's deckhand.toml uses only keys deckhand knows: every key must appear in
 /// deckhand.example.toml, which deckhand's own tests keep in step with its config types.
 #[test]
