@@ -173,6 +173,20 @@ pub enum Approval<'a> {
     },
 }
 
+impl AIRequestStatus {
+    /// The body of a server-side apply of this status (`Patch::Apply` on the status
+    /// subresource): server-side apply needs `apiVersion` and `kind` beside the fields.
+    /// Apply the whole status the controller owns each time: fields the same field manager
+    /// applied before and leaves out are removed.
+    pub fn apply_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": <AIRequest as kube::Resource>::api_version(&()),
+            "kind": <AIRequest as kube::Resource>::kind(&()),
+            "status": self,
+        })
+    }
+}
+
 impl AIRequest {
     /// The phase, `Pending` before the controller wrote one.
     pub fn phase(&self) -> Phase {
@@ -270,6 +284,22 @@ mod tests {
         assert!(!fresh.is_observed(), "generation 2 was not observed yet");
         fresh.metadata.generation = Some(1);
         assert!(fresh.is_observed());
+    }
+
+    #[test]
+    fn the_apply_body_names_the_kind() {
+        let status = AIRequestStatus {
+            phase: Some(Phase::Running),
+            ..AIRequestStatus::default()
+        };
+        assert_eq!(
+            status.apply_body(),
+            serde_json::json!({
+                "apiVersion": "deckhand.dev/v1alpha1",
+                "kind": "AIRequest",
+                "status": {"phase": "Running"}
+            })
+        );
     }
 
     #[test]

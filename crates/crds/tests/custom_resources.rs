@@ -7,8 +7,8 @@
 
 use deckhand_crds::request::MAX_REQUEST_TEXT_CHARS;
 use deckhand_crds::{
-    AIConversation, AIConversationSpec, AIRequest, AIRequestSpec, Approval, ConversationMessage,
-    MessageRole, Phase, StoreRef,
+    set_condition, AIConversation, AIConversationSpec, AIRequest, AIRequestSpec, AIRequestStatus,
+    Approval, Condition, ConditionStatus, ConversationMessage, MessageRole, Phase, StoreRef,
 };
 use deckhand_testkit::KubeApiServer;
 use k8s_openapi::api::core::v1::Namespace;
@@ -161,7 +161,7 @@ async fn an_airequest_lives_through_the_status_subresource() {
     assert!(created.status.is_none());
     // A status sent with the object on create is dropped: only the subresource writes it.
     let mut forged = AIRequest::new("forged", spec());
-    forged.status = Some(deckhand_crds::AIRequestStatus {
+    forged.status = Some(AIRequestStatus {
         phase: Some(Phase::Succeeded),
         ..Default::default()
     });
@@ -182,18 +182,26 @@ async fn an_airequest_lives_through_the_status_subresource() {
         "summary": "scale web from 2 to 3",
         "hash": HASH
     });
-    let planned = json!({
-        "apiVersion": "deckhand.dev/v1alpha1", "kind": "AIRequest",
-        "status": {
-            "phase": "AwaitingApproval", "plan": plan, "planHash": HASH, "threadId": "t-42",
-            "observedGeneration": 1,
-            "conditions": [{
-                "type": "Planned", "status": "True", "reason": "PlanMade",
-                "message": "1 step; it changes the cluster and needs approval",
-                "lastTransitionTime": "2026-11-23T03:00:00Z", "observedGeneration": 1
-            }]
-        }
-    });
+    let mut planned = AIRequestStatus {
+        phase: Some(Phase::AwaitingApproval),
+        plan: Some(plan.clone()),
+        plan_hash: Some(HASH.into()),
+        thread_id: Some("t-42".into()),
+        observed_generation: Some(1),
+        ..AIRequestStatus::default()
+    };
+    set_condition(
+        &mut planned.conditions,
+        Condition {
+            type_: "Planned".into(),
+            status: ConditionStatus::True,
+            reason: "PlanMade".into(),
+            message: "1 step; it changes the cluster and needs approval".into(),
+            last_transition_time: Time("2026-11-23T03:00:00Z".parse().unwrap()),
+            observed_generation: Some(1),
+        },
+    );
+    let planned = planned.apply_body();
     let after_plan = requests
         .patch_status(
             "scale-web",
