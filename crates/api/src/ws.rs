@@ -34,6 +34,11 @@ pub const PROTOCOL: &str = "deckhand";
 pub const CLOSE_SLOW_CLIENT: u16 = 1013;
 /// Close code for a client that stopped answering pings (RFC 6455 "Policy Violation").
 pub const CLOSE_NO_PONG: u16 = 1008;
+/// The read buffer of one session.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
+/// The largest message a client may send.
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
 /// How long a close frame may wait behind frames the client has not read yet.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Close code when the service's stream ends (shutdown: "Going Away").
@@ -90,6 +95,10 @@ async fn stream_thread(
     };
     Ok(upgrade
         .protocols([PROTOCOL])
+        // Clients only answer pings: a small read buffer keeps thousands of sessions
+        // cheap (the default is 128 KiB each), and nothing big is accepted from them.
+        .read_buffer_size(CLIENT_READ_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
             metrics.websocket_opened();
             session.run(socket, events, &metrics).await;
