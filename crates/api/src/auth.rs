@@ -9,7 +9,8 @@
 //! 429: in that order, before the body is read.
 
 use crate::error::{Error, Result};
-use crate::model::{AuthSource, Identity, Scope};
+use crate::model::{AuthSource, CreatedToken, Identity, NewToken, Scope, TokenRecord};
+use crate::service::TokenStore;
 use crate::ApiState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -40,6 +41,48 @@ pub fn generate_token() -> Result<String> {
         "{TOKEN_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
     ))
+}
+
+/// Makes a token for `request`, stores its hash, and returns the token (shown once) with
+/// its record. `POST /api/tokens` uses it; so can `deckhand serve` for the first admin
+/// token.
+///
+/// # Errors
+/// [`Error::Invalid`] for an empty name or subject or an expiry out of range; the
+/// store's errors.
+pub async fn issue_token(
+    tokens: &dyn TokenStore,
+    request: NewToken,
+    created_by: &str,
+) -> Result<CreatedToken> {
+    if request.name.trim().is_empty() || request.subject.trim().is_empty() {
+        return Err(Error::invalid("a token needs a name and a subject"));
+    }
+    let now = chrono::Utc::now();
+    let expires_at = match request.expires_in_secs {
+        None => None,
+        Some(secs) => Some(
+            i64::try_from(secs)
+                .ok()
+                .and_then(chrono::TimeDelta::try_seconds)
+                .and_then(|lifetime| now.checked_add_signed(lifetime))
+                .ok_or_else(|| Error::invalid(format!("expires_in_secs {secs} is too large")))?,
+        ),
+    };
+    let token = generate_token()?;
+    let record = TokenRecord {
+        id: uuid::Uuid::new_v4(),
+        name: request.name,
+        subject: request.subject,
+        groups: request.groups,
+        scope: request.scope,
+        created_by: created_by.to_owned(),
+        created_at: now,
+        expires_at,
+        revoked: false,
+    };
+    tokens.create(&hash_token(&token), &record).await?;
+    Ok(CreatedToken { token, record })
 }
 
 /// The SHA-256 of a token, lower-case hex: what the token store keys tokens by.

@@ -415,36 +415,8 @@ pub async fn create_token(
     State(state): State<ApiState>,
     Body(request): Body<NewToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>)> {
-    check_text("name", &request.name)?;
-    check_text("subject", &request.subject)?;
-    let now = chrono::Utc::now();
-    let expires_at = match request.expires_in_secs {
-        None => None,
-        Some(secs) => Some(
-            i64::try_from(secs)
-                .ok()
-                .and_then(chrono::TimeDelta::try_seconds)
-                .and_then(|lifetime| now.checked_add_signed(lifetime))
-                .ok_or_else(|| Error::invalid(format!("expires_in_secs {secs} is too large")))?,
-        ),
-    };
-    let token = crate::auth::generate_token()?;
-    let record = TokenRecord {
-        id: uuid::Uuid::new_v4(),
-        name: request.name,
-        subject: request.subject,
-        groups: request.groups,
-        scope: request.scope,
-        created_by: who.subject,
-        created_at: now,
-        expires_at,
-        revoked: false,
-    };
-    state
-        .tokens()
-        .create(&crate::auth::hash_token(&token), &record)
-        .await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token, record })))
+    let created = crate::auth::issue_token(state.tokens().as_ref(), request, &who.subject).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// Revokes an API token (admin).

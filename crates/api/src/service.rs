@@ -92,7 +92,10 @@ pub trait Deckhand: Send + Sync + 'static {
     async fn namespaces(&self, who: &Identity) -> Result<Vec<String>>;
 
     /// The thread's events with an id above `after` (all of them for `None`), then its
-    /// live events as they happen. The stream ends when the service shuts down.
+    /// live events as they happen, with no gap between the two. Ids start at 1 and grow
+    /// by one per event within a thread. The stream ends when the service shuts down,
+    /// or when this subscriber fell further behind than the service buffers (the client
+    /// is told to reconnect after its last id, and loses nothing).
     async fn subscribe(
         &self,
         who: &Identity,
