@@ -180,6 +180,7 @@ impl ApiState {
 
     async fn require(&self, parts: &Parts, scope: Scope) -> Result<Identity> {
         let identity = self.authenticate(&parts.headers).await?;
+        tracing::Span::current().record("subject", identity.subject.as_str());
         if identity.scope < scope {
             return Err(Error::Forbidden {
                 reason: format!(

@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Metric, Registry};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// The content type of the text exposition format `prometheus-client` writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -410,22 +411,28 @@ fn state_labels(state: &str) -> StateLabels {
     }
 }
 
-/// Middleware: counts and times every routed request by its route pattern (never the
-/// raw path, so thread ids do not explode the label space).
+/// Middleware: runs every routed request in an `http_request` span (the caller's
+/// `subject` is recorded on it once authenticated) and counts and times it by its route
+/// pattern (never the raw path, so thread ids do not explode the label space).
 pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.http_request(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed(),
+    let span = tracing::info_span!(
+        "http_request",
+        %method,
+        %route,
+        subject = tracing::field::Empty,
+        status = tracing::field::Empty,
     );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("status", status);
+    tracing::debug!(parent: &span, took_ms = started.elapsed().as_millis() as u64, "answered");
+    metrics.http_request(&route, &method, status, started.elapsed());
     response
 }
 
