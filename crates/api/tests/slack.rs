@@ -571,3 +571,42 @@ async fn the_web_api_client_reports_slacks_errors() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_direct_message_starts_a_thread_and_bot_messages_are_ignored() {
+    let (fixture, log) = fixture().await;
+    let dm = |event_id: &str, extra: Value| {
+        let mut event = json!({"type": "message", "channel": "D_ALICE", "channel_type": "im", "user": "U_ALICE",
+                               "text": "why is checkout crash-looping in shop?", "ts": "1700000300.000100"});
+        for (key, value) in extra.as_object().unwrap() {
+            event[key] = value.clone();
+        }
+        json!({"type": "event_callback", "event_id": event_id, "event": event})
+    };
+    // The bot's own messages (bot_id) and edits (subtype) are not requests.
+    event(&fixture, dm("EvBot", json!({"bot_id": "B1"}))).await;
+    event(
+        &fixture,
+        dm("EvEdit", json!({"subtype": "message_changed"})),
+    )
+    .await;
+    let (status, _) = event(&fixture, dm("EvDm", json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let started = log
+        .wait_for("the start reply", |method, body| {
+            method == "chat.postMessage" && body["channel"] == "D_ALICE"
+        })
+        .await;
+    assert_eq!(started["thread_ts"], "1700000300.000100");
+    let threads = fixture
+        .service
+        .list_threads(&identity("alice", Scope::Operator), ThreadQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        threads.len(),
+        1,
+        "one thread, for the person's message only"
+    );
+    assert_eq!(threads[0].title, "why is checkout crash-looping in shop?");
+}
