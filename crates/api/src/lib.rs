@@ -39,6 +39,7 @@ use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 pub use auth::{Admin, Operator, Viewer};
 pub use config::ApiConfig;
@@ -82,6 +83,7 @@ struct Inner {
     limiter: ratelimit::RateLimiter,
     metrics: Metrics,
     slack: Option<slack::SlackBot>,
+    shutdown: CancellationToken,
 }
 
 impl ApiState {
@@ -109,6 +111,12 @@ impl ApiState {
     pub fn slack(&self) -> Option<&slack::SlackBot> {
         self.inner.slack.as_ref()
     }
+
+    /// Cancelled when deckhand shuts down: long-lived tasks (WebSocket sessions, Slack
+    /// watchers) end on it.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
 }
 
 /// Builds the router deckhand serves.
@@ -121,6 +129,7 @@ pub struct Api {
     metrics: Metrics,
     http: Option<reqwest::Client>,
     extra: Router,
+    shutdown: CancellationToken,
 }
 
 /// Timeout of outbound HTTP calls (Slack's Web API, the OIDC provider's keys).
@@ -138,6 +147,7 @@ impl Api {
             metrics: Metrics::new(),
             http: None,
             extra: Router::new(),
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -156,6 +166,14 @@ impl Api {
     /// Uses `client` for outbound calls (Slack, the OIDC provider).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
+        self
+    }
+
+    /// Ends WebSocket sessions (close 1001, naming where to resume) and Slack watchers
+    /// when `token` is cancelled. axum's graceful shutdown does not wait for upgraded
+    /// connections, so `deckhand serve` cancels this on its shutdown signal.
+    pub fn shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = token;
         self
     }
 
@@ -198,6 +216,7 @@ impl Api {
                     .clone()
                     .map(|config| slack::SlackBot::new(config, http.clone())),
                 config: self.config,
+                shutdown: self.shutdown,
             }),
         };
         let max_body = state.config().max_body_bytes;

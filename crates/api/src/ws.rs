@@ -25,6 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// The subprotocol the server selects when a client offers it (browsers offer it next
 /// to `bearer.<token>`, and need one selected).
@@ -41,7 +42,7 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// How long a close frame may wait behind frames the client has not read yet.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Close code when the service's stream ends (shutdown: "Going Away").
+/// Close code when the server shuts down or the service's stream ends ("Going Away").
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// The `/ws/` routes.
@@ -87,6 +88,7 @@ async fn stream_thread(
     let events = state.service().subscribe(&who, thread, after).await?;
     let config = state.config().websocket.clone();
     let metrics = state.metrics().clone();
+    let shutdown = state.shutdown().clone();
     let session = Session {
         buffer: config.buffer.max(1),
         ping_interval: Duration::from_secs(config.ping_interval_secs.max(1)),
@@ -101,7 +103,7 @@ async fn stream_thread(
         .max_message_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
             metrics.websocket_opened();
-            session.run(socket, events, &metrics).await;
+            session.run(socket, events, &metrics, &shutdown).await;
             metrics.websocket_closed();
         }))
 }
@@ -122,7 +124,13 @@ enum End {
 
 impl Session {
     /// Streams until the client leaves or must be closed.
-    async fn run(self, socket: WebSocket, mut events: EventStream, metrics: &Metrics) {
+    async fn run(
+        self,
+        socket: WebSocket,
+        mut events: EventStream,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) {
         let (mut sink, mut incoming) = socket.split();
         let (queue, mut queued) = mpsc::channel::<ThreadEvent>(self.buffer);
         // The pump waits while the queue is full: memory stays bounded, a replayed
@@ -143,6 +151,12 @@ impl Session {
         ping.tick().await;
         let end = loop {
             tokio::select! {
+                () = shutdown.cancelled() => {
+                    break End::Close(
+                        CLOSE_GOING_AWAY,
+                        format!("server shutting down: reconnect with ?after={last_sent}"),
+                    );
+                }
                 event = queued.recv() => {
                     let Some(event) = event else {
                         break End::Close(

@@ -146,6 +146,29 @@ async fn a_reconnecting_client_resumes_after_its_last_event_without_gap_or_dupli
 }
 
 #[tokio::test]
+async fn shutting_down_closes_sessions_with_1001_naming_where_to_resume() {
+    let fixture = Fixture::new(ApiConfig::default());
+    let address = serve(&fixture).await;
+    let thread = new_thread(&fixture).await;
+    let mut client = connect(address, &format!("/ws/threads/{thread}"), &fixture.viewer)
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut client).await.id, 1);
+    assert_eq!(next_event(&mut client).await.id, 2);
+    fixture.shutdown.cancel();
+    match tokio::time::timeout(PATIENCE, client.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::Away);
+            assert_eq!(
+                frame.reason.as_str(),
+                "server shutting down: reconnect with ?after=2"
+            );
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn browsers_send_the_token_as_a_subprotocol_and_strangers_are_refused() {
     let fixture = Fixture::new(ApiConfig::default());
     let address = serve(&fixture).await;

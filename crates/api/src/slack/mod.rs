@@ -329,7 +329,10 @@ fn watch(state: ApiState, who: Identity, thread: ThreadId, channel: String, thre
                 }
             }
         };
-        let _ = tokio::time::timeout(WATCH_FOR, watching).await;
+        tokio::select! {
+            _ = tokio::time::timeout(WATCH_FOR, watching) => {}
+            () = state.shutdown().cancelled() => {}
+        }
     });
 }
 

@@ -656,6 +656,7 @@ pub struct Fixture {
     pub other_operator: String,
     pub admin: String,
     pub router: Router,
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Fixture {
@@ -670,8 +671,10 @@ impl Fixture {
             version: "test",
             checks: Arc::new([]),
         };
+        let shutdown = tokio_util::sync::CancellationToken::new();
         let router = Api::new(service.clone(), tokens.clone(), health)
             .config(config)
+            .shutdown(shutdown.clone())
             .build()
             .unwrap();
         Self {
@@ -682,6 +685,7 @@ impl Fixture {
             other_operator,
             admin,
             router,
+            shutdown,
         }
     }
 }
