@@ -1,7 +1,7 @@
 //! Who is calling, and whether they may.
 //!
 //! Callers present `Authorization: Bearer <token>`: either an API token (`dh_...`,
-//! looked up by its SHA-256 in the [`TokenStore`](crate::TokenStore)) or, when OIDC is
+//! looked up by its SHA-256 in the [`TokenStore`]) or, when OIDC is
 //! configured, a JWT from the provider. Browsers cannot set headers on a WebSocket, so
 //! `/ws/` also accepts the token as the subprotocol `bearer.<token>`. Each handler
 //! names the scope it needs by its extractor: [`Viewer`], [`Operator`] or [`Admin`].
