@@ -12,6 +12,11 @@ use sqlx::{Any, Row};
 
 const MICROS_PER_DAY: f64 = 86_400_000_000.0;
 
+/// At most this many matching entries, the newest, are ranked per search: it bounds a
+/// search's cost when a query's words are common (a million entries mentioning "pod")
+/// at the price of never offering an older match beyond them.
+pub const RANKED_CANDIDATES: i64 = 2_000;
+
 /// `score` as in the runtime's formula, over `text_rank` (≥ 0), `k.rating` and
 /// `k.created_at`, with `$2` now (µs) and `$3` the half-life (µs).
 const SCORE: &str = "(m.text_rank / (1.0 + m.text_rank)) * k.rating / 100.0 \
@@ -110,46 +115,82 @@ impl Database {
     }
 
     /// The best knowledge entries for `query` (user text, taken literally: only its
-    /// words are searched for, any of them matching), best first, at most `limit`.
-    /// Entries rated below the store's threshold, or unrated, are never returned.
+    /// words are searched for), best first, at most `limit`. Entries matching every
+    /// word are looked for first; when they are fewer than `limit`, entries matching any
+    /// word fill up. Entries rated below the store's threshold, or unrated, are never
+    /// returned.
     ///
     /// # Errors
     /// [`Error::Query`], [`Error::CorruptRow`].
     pub async fn search_knowledge(&self, query: &str, limit: u32) -> Result<Vec<KnowledgeHit>> {
-        const CONTEXT: &str = "searching knowledge";
         let terms = query_terms(query);
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        let mut hits = self.ranked_matches(&terms, Matching::All, limit).await?;
+        if terms.len() > 1 && hits.len() < limit as usize {
+            for hit in self.ranked_matches(&terms, Matching::Any, limit).await? {
+                if !hits.iter().any(|seen| seen.entry.id == hit.entry.id) {
+                    hits.push(hit);
+                }
+            }
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+            hits.truncate(limit as usize);
+        }
+        Ok(hits)
+    }
+
+    /// Ranks the newest [`RANKED_CANDIDATES`] eligible entries matching the terms.
+    async fn ranked_matches(
+        &self,
+        terms: &[String],
+        matching: Matching,
+        limit: u32,
+    ) -> Result<Vec<KnowledgeHit>> {
+        const CONTEXT: &str = "searching knowledge";
         let options = self.search_options;
         let (sql, text_query) = match self.backend() {
             Backend::Sqlite => (
+                // FTS5 walks its doclists newest rowid first; bm25 is computed only for
+                // the candidates kept.
                 format!(
                     "SELECT {ENTRY_COLUMNS}, m.text_rank, {SCORE} AS score FROM \
-                     (SELECT rowid AS seq, -bm25(knowledge_fts, 3.0, 1.0, 2.0, 2.0) AS text_rank \
-                      FROM knowledge_fts WHERE knowledge_fts MATCH $1) m \
+                     (SELECT f.rowid AS seq, -bm25(knowledge_fts, 3.0, 1.0, 2.0, 2.0) AS text_rank \
+                      FROM knowledge_fts f JOIN knowledge c ON c.seq = f.rowid \
+                      WHERE knowledge_fts MATCH $1 AND c.rating >= $4 \
+                      ORDER BY f.rowid DESC LIMIT $6) m \
                      JOIN knowledge k ON k.seq = m.seq \
-                     WHERE k.rating >= $4 ORDER BY score DESC LIMIT $5"
+                     ORDER BY score DESC LIMIT $5"
                 ),
                 // Each term a quoted FTS5 string: its syntax cannot be reached.
                 terms
                     .iter()
                     .map(|term| format!("\"{}\"", term.replace('"', "\"\"")))
                     .collect::<Vec<_>>()
-                    .join(" OR "),
+                    .join(match matching {
+                        Matching::All => " AND ",
+                        Matching::Any => " OR ",
+                    }),
             ),
             Backend::Postgres => (
+                // Candidates first (index only), then ts_rank_cd for those alone.
                 format!(
                     "SELECT {ENTRY_COLUMNS}, m.text_rank, {SCORE} AS score FROM \
                      (SELECT k.seq, CAST(ts_rank_cd(k.search, q.query) AS DOUBLE PRECISION) \
-                      AS text_rank FROM knowledge k, to_tsquery('english', $1) AS q(query) \
-                      WHERE k.search @@ q.query AND k.rating >= $4) m \
+                      AS text_rank FROM \
+                      (SELECT c.seq FROM knowledge c WHERE c.search @@ to_tsquery('english', $1) \
+                       AND c.rating >= $4 ORDER BY c.seq DESC LIMIT $6) candidates \
+                      JOIN knowledge k ON k.seq = candidates.seq, \
+                      to_tsquery('english', $1) AS q(query)) m \
                      JOIN knowledge k ON k.seq = m.seq \
                      ORDER BY score DESC LIMIT $5"
                 ),
-                // Terms are letters and digits only (query_terms), so OR-ing them cannot
-                // form any other tsquery syntax.
-                terms.join(" | "),
+                // Terms are letters and digits only (query_terms), so joining them with
+                // & or | cannot form any other tsquery syntax.
+                terms.join(match matching {
+                    Matching::All => " & ",
+                    Matching::Any => " | ",
+                }),
             ),
         };
         let rows = sqlx::query(&sql)
@@ -158,6 +199,7 @@ impl Database {
             .bind(options.recency_half_life_days * MICROS_PER_DAY)
             .bind(i64::from(options.min_rating))
             .bind(i64::from(limit))
+            .bind(RANKED_CANDIDATES)
             .fetch_all(&self.pool)
             .await
             .map_err(|source| Error::Query {
@@ -179,6 +221,13 @@ impl Database {
             })
             .collect()
     }
+}
+
+/// Whether an entry must match every query term or any of them.
+#[derive(Debug, Clone, Copy)]
+enum Matching {
+    All,
+    Any,
 }
 
 fn entry_from_row(row: &AnyRow) -> Result<KnowledgeEntry> {

@@ -195,18 +195,14 @@ impl SharedLink {
         if was != reachable {
             match reachable {
                 true => {
-                    tracing::info!(url = %redacted(&self.config.shared_url), "shared database reachable")
+                    tracing::info!(url = %crate::database::redact(&self.config.shared_url), "shared database reachable")
                 }
                 false => {
-                    tracing::warn!(url = %redacted(&self.config.shared_url), "shared database unreachable; writes queue locally")
+                    tracing::warn!(url = %crate::database::redact(&self.config.shared_url), "shared database unreachable; writes queue locally")
                 }
             }
         }
     }
-}
-
-fn redacted(url: &str) -> String {
-    crate::database::redact(url)
 }
 
 /// A cluster's store: local SQLite, replicated to a shared PostgreSQL.

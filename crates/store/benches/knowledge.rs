@@ -1,0 +1,308 @@
+//! Knowledge search latency (p50/p95) over growing numbers of stored threads on SQLite
+//! and PostgreSQL, and insert throughput (one entry per transaction, and batches).
+//!
+//! ```sh
+//! cargo bench -p deckhand-store --bench knowledge                    # 10 000 threads
+//! DECKHAND_BENCH_SIZES=10000,100000,1000000 cargo bench -p deckhand-store --bench knowledge
+//! ```
+//!
+//! `DECKHAND_BENCH_BACKENDS` (default `sqlite,postgres`) picks the backends,
+//! `DECKHAND_BENCH_QUERIES` (default 200) the searches per size. The corpus is synthetic
+//! and deterministic: DevOps requests over a vocabulary of common terms, service names
+//! (skewed: a few are frequent) and rare words, ratings 0–100, ages up to two years.
+//! PostgreSQL is the testkit's (fsync off), so its insert figures are an upper bound.
+#![allow(clippy::unwrap_used)] // a benchmark panics on what it did not expect
+
+use chrono::{Duration as Age, Utc};
+use deckhand_runtime::knowledge::KnowledgeEntry;
+use deckhand_runtime::ThreadId;
+use deckhand_store::Database;
+use deckhand_testkit::{Postgres, SqliteFile};
+use std::time::{Duration, Instant};
+
+/// Entries inserted one transaction each, per size step (the rest go in batches).
+const SINGLE_INSERTS: usize = 2_000;
+/// Entries per transaction in the bulk phase.
+const BATCH: usize = 1_000;
+
+const COMMON: &[&str] = &[
+    "pod",
+    "crashloop",
+    "backoff",
+    "deployment",
+    "service",
+    "ingress",
+    "certificate",
+    "tls",
+    "oomkilled",
+    "memory",
+    "cpu",
+    "limits",
+    "requests",
+    "hpa",
+    "autoscaling",
+    "configmap",
+    "secret",
+    "volume",
+    "pvc",
+    "storage",
+    "node",
+    "taint",
+    "toleration",
+    "affinity",
+    "image",
+    "pull",
+    "registry",
+    "timeout",
+    "latency",
+    "dns",
+    "coredns",
+    "network",
+    "policy",
+    "rbac",
+    "role",
+    "binding",
+    "serviceaccount",
+    "helm",
+    "chart",
+    "terraform",
+    "module",
+    "rollout",
+    "rollback",
+    "restart",
+    "probe",
+    "readiness",
+    "liveness",
+    "port",
+    "502",
+    "503",
+    "error",
+    "logs",
+    "alert",
+    "prometheus",
+    "grafana",
+    "cronjob",
+    "job",
+    "namespace",
+    "quota",
+    "eviction",
+    "drain",
+    "upgrade",
+    "kubelet",
+    "etcd",
+    "apiserver",
+    "webhook",
+    "admission",
+    "gatekeeper",
+    "argocd",
+    "flux",
+    "gitops",
+    "canary",
+    "database",
+    "postgres",
+    "redis",
+    "kafka",
+    "queue",
+];
+const VERBS: &[&str] = &[
+    "fix",
+    "scale",
+    "debug",
+    "explain",
+    "restart",
+    "rotate",
+    "increase",
+    "reduce",
+    "check",
+    "investigate",
+    "migrate",
+    "deploy",
+    "patch",
+    "tune",
+    "secure",
+];
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
+        words[self.below(words.len())]
+    }
+    /// A service name, skewed so a few are frequent (like real clusters).
+    fn service(&mut self) -> String {
+        let x = self.below(1_000) as f64 / 1_000.0;
+        format!("svc{}", (x * x * x * 20_000.0) as usize)
+    }
+    /// A rare word: one of 200 000.
+    fn rare(&mut self) -> String {
+        format!("zq{}", self.below(200_000))
+    }
+    fn words(&mut self, count: usize) -> String {
+        (0..count)
+            .map(|_| match self.below(10) {
+                0 => self.service(),
+                1 => self.rare(),
+                _ => self.pick(COMMON).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn entry(rng: &mut Rng) -> KnowledgeEntry {
+    let service = rng.service();
+    let request = format!(
+        "{} {service} in ns{}: {} {}",
+        rng.pick(VERBS),
+        rng.below(50),
+        rng.words(6),
+        rng.rare()
+    );
+    let mut entry = KnowledgeEntry::new(
+        ThreadId::new(),
+        format!("cluster-{}", rng.below(8)),
+        request,
+        rng.words(30),
+    );
+    entry.resolution_summary = rng.words(12);
+    entry.resolution_steps = (0..3).map(|_| rng.words(6)).collect();
+    entry.tags = vec![rng.pick(COMMON).to_owned(), rng.pick(COMMON).to_owned()];
+    entry.keywords = vec![service, rng.rare()];
+    entry.rating = Some(rng.below(101) as u8);
+    entry.created_at = Utc::now() - Age::minutes(rng.below(2 * 365 * 24 * 60) as i64);
+    entry
+}
+
+fn query(rng: &mut Rng) -> String {
+    match rng.below(3) {
+        0 => format!(
+            "why is {} {} in ns{}?",
+            rng.service(),
+            rng.pick(COMMON),
+            rng.below(50)
+        ),
+        1 => format!(
+            "{} {} {}",
+            rng.pick(VERBS),
+            rng.pick(COMMON),
+            rng.pick(COMMON)
+        ),
+        _ => format!("{} {} {}", rng.pick(COMMON), rng.service(), rng.rare()),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut stored = 0;
+    for &size in sizes {
+        // Single-entry transactions: what deckhand does when a thread is resolved.
+        let singles = SINGLE_INSERTS.min(size - stored);
+        let started = Instant::now();
+        for _ in 0..singles {
+            db.upsert_knowledge_entry(&entry(&mut rng)).await.unwrap();
+        }
+        let single_rate = singles as f64 / started.elapsed().as_secs_f64();
+        stored += singles;
+        // Bulk: batches of BATCH per transaction (imports).
+        let started = Instant::now();
+        let bulk = size - stored;
+        while stored < size {
+            let batch: Vec<_> = (0..BATCH.min(size - stored))
+                .map(|_| entry(&mut rng))
+                .collect();
+            db.upsert_knowledge_batch(&batch).await.unwrap();
+            stored += batch.len();
+        }
+        let bulk_rate = bulk as f64 / started.elapsed().as_secs_f64().max(1e-9);
+
+        // Warm the caches the way a running deckhand would have them warm.
+        let mut query_rng = Rng(0xD1B5_4A32_D192_ED03);
+        for _ in 0..20 {
+            db.search_knowledge(&query(&mut query_rng), 10)
+                .await
+                .unwrap();
+        }
+        let mut latencies = Vec::with_capacity(queries);
+        let mut hits = 0;
+        for _ in 0..queries {
+            let text = query(&mut query_rng);
+            let started = Instant::now();
+            hits += db.search_knowledge(&text, 10).await.unwrap().len();
+            latencies.push(started.elapsed());
+        }
+        latencies.sort();
+        println!(
+            "{name:<8} {size:>9} threads  search p50 {:>8.2} ms  p95 {:>8.2} ms  max {:>8.2} ms  \
+             ({:.1} hits/query)  insert {:>7.0}/s single, {}",
+            ms(percentile(&latencies, 0.50)),
+            ms(percentile(&latencies, 0.95)),
+            ms(*latencies.last().unwrap()),
+            hits as f64 / queries as f64,
+            single_rate,
+            if bulk > 0 {
+                format!("{bulk_rate:>7.0}/s in batches of {BATCH}")
+            } else {
+                "no batches".to_owned()
+            },
+        );
+    }
+}
+
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let mut sizes: Vec<usize> = env_list("DECKHAND_BENCH_SIZES", "10000")
+        .iter()
+        .map(|size| size.replace('_', "").parse().unwrap())
+        .collect();
+    sizes.sort_unstable();
+    let queries: usize = std::env::var("DECKHAND_BENCH_QUERIES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(200);
+    for backend in env_list("DECKHAND_BENCH_BACKENDS", "sqlite,postgres") {
+        match backend.as_str() {
+            "sqlite" => {
+                let file = SqliteFile::new().unwrap();
+                let db = Database::open_sqlite(file.path()).await.unwrap();
+                run("sqlite", &db, &sizes, queries).await;
+                db.close().await;
+            }
+            "postgres" => {
+                let server = Postgres::start().await.unwrap();
+                let url = server.create_database("bench").await.unwrap();
+                let db = Database::connect(&url).await.unwrap();
+                run("postgres", &db, &sizes, queries).await;
+                db.close().await;
+            }
+            other => panic!("unknown backend {other:?} (sqlite, postgres)"),
+        }
+    }
+}
