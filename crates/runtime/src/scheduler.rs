@@ -210,6 +210,8 @@ pub enum Recheck {
 pub struct StepContext {
     /// The plan.
     pub plan_id: PlanId,
+    /// The thread the plan belongs to (cluster writes keep prior states under it).
+    pub thread_id: crate::ThreadId,
     /// Who approved the step (for mutating steps).
     pub approved_by: Option<String>,
     /// The attempt, from 1.
@@ -716,12 +718,14 @@ impl<E: StepExecutor, S: PlanStore> Scheduler<E, S> {
         let step = plan.steps[index].clone();
         let config = self.config.clone();
         let plan_id = plan.id;
+        let thread_id = plan.thread_id;
         let events = self.events.clone();
         running.spawn(async move {
             let mut attempt = first_attempt;
             loop {
                 let context = StepContext {
                     plan_id,
+                    thread_id,
                     approved_by: approved_by.clone(),
                     attempt,
                 };

@@ -179,6 +179,17 @@ pub enum Error {
         /// Where it differs.
         difference: String,
     },
+    /// The prior state of an object could not be kept for the thread's restore, so the
+    /// change was not made.
+    #[error(
+        "{operation} was not made: its prior state could not be kept for a restore: {message}"
+    )]
+    Journal {
+        /// The operation.
+        operation: String,
+        /// Why the journal refused.
+        message: String,
+    },
 }
 
 /// One place where an input breaks its schema.
@@ -224,6 +235,7 @@ impl Error {
             Self::InvalidChange { .. } => "invalid_change",
             Self::Cluster { .. } => "cluster",
             Self::ChangedSinceApproval { .. } => "changed_since_approval",
+            Self::Journal { .. } => "journal",
         }
     }
 

@@ -23,6 +23,9 @@ pub struct ToolContext {
     pub requested_by: String,
     /// Who approved the step, for mutating tools: they refuse to run without it.
     pub approved_by: Option<String>,
+    /// The thread the call belongs to: cluster writes keep each object's prior state
+    /// under it, so the thread can be restored.
+    pub thread_id: Option<String>,
 }
 
 /// The future a tool call returns.

@@ -4,7 +4,7 @@
 
 use deckhand_policy::Engine;
 use deckhand_testkit::KubeApiServer;
-use deckhand_tools::cluster::{MemoryAudit, PatchType, Stage};
+use deckhand_tools::cluster::{ListQuery, MemoryAudit, PatchType, Stage};
 use deckhand_tools::{Approval, ClusterChange, ClusterGate, Error, ObjectRef};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -63,9 +63,7 @@ fn web_ref() -> ObjectRef {
 }
 
 fn approval() -> Approval {
-    Approval {
-        approved_by: "bob@example.com".into(),
-    }
+    Approval::by("bob@example.com")
 }
 
 fn denied_by(error: &Error, checkpoint: &str, policy: &str) -> bool {
@@ -418,18 +416,27 @@ async fn the_builtin_guards_hold_at_the_gate_and_reads_are_judged() {
         denied_by(&error, "requested", "shop.no_secret_reads"),
         "{error}"
     );
-    let error = gate
-        .list("v1", "Secret", Some("shop"), None, ALICE)
-        .await
-        .expect_err("secret list");
+    let secrets = ListQuery {
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        namespace: Some("shop".into()),
+        ..ListQuery::default()
+    };
+    let error = gate.list(&secrets, ALICE).await.expect_err("secret list");
     assert!(
         denied_by(&error, "requested", "shop.no_secret_reads"),
         "{error}"
     );
+    let all_namespaces = ListQuery {
+        api_version: "v1".into(),
+        kind: "Namespace".into(),
+        ..ListQuery::default()
+    };
     let namespaces = gate
-        .list("v1", "Namespace", None, None, ALICE)
+        .list(&all_namespaces, ALICE)
         .await
-        .expect("namespaces listed");
+        .expect("namespaces listed")
+        .items;
     assert!(namespaces.iter().any(|ns| ns["metadata"]["name"] == "shop"));
     assert!(gate
         .get(
@@ -482,6 +489,7 @@ async fn the_cluster_tools_go_through_the_gate() {
         workspace: workspace.path().to_owned(),
         requested_by: ALICE.into(),
         approved_by: None,
+        thread_id: None,
     };
     let approved = ToolContext {
         approved_by: Some("bob@example.com".into()),

@@ -50,6 +50,12 @@ pub enum ClusterChange {
         /// The manifest.
         object: Value,
     },
+    /// Replaces an existing object with this one as a whole (an HTTP PUT): what a
+    /// restore does to put an object back exactly as it was.
+    Replace {
+        /// The manifest; its `resourceVersion`, if any, is replaced by the live one.
+        object: Value,
+    },
     /// Patches an existing object.
     Patch {
         /// The object.
@@ -80,6 +86,7 @@ impl ClusterChange {
         match self {
             Self::Apply { .. } | Self::Patch { .. } | Self::Scale { .. } => "patch",
             Self::Create { .. } => "create",
+            Self::Replace { .. } => "update",
             Self::Delete { .. } => "delete",
         }
     }
@@ -87,7 +94,7 @@ impl ClusterChange {
     /// The object this change is about, from the target or the manifest.
     pub fn target(&self) -> Result<ObjectRef> {
         match self {
-            Self::Apply { object } | Self::Create { object } => {
+            Self::Apply { object } | Self::Create { object } | Self::Replace { object } => {
                 let is_create = matches!(self, Self::Create { .. });
                 object_ref_of(object, is_create)
             }

@@ -18,18 +18,28 @@
 //! - [`audit`]: [`AuditRecord`] and the sinks records go to.
 //! - [`tools`]: the cluster tools agents call (`kube_get`, `pod_facts`, `kube_apply`, ...).
 
+pub mod access;
 pub mod audit;
 pub mod change;
+pub mod journal;
+pub mod read;
+pub mod redact;
+pub mod restore;
 pub mod tools;
 
+pub use access::{AccessCheck, AccessDenied, Alert, AlertSink, EventAlerts, Person};
 pub use audit::{AuditRecord, AuditSink, MemoryAudit, Stage, TracingAudit};
 pub use change::{ClusterChange, ObjectRef, PatchType};
+pub use journal::{snapshot_of, ChangeJournal, MemoryJournal, PriorState};
+pub use read::{ListPage, ListQuery, LogQuery};
+pub use redact::redact_secrets;
+pub use restore::{RestoreAction, RestorePlan, RestoreReport, RestoreStep};
 pub use tools::{cluster_tool_specs, register_cluster_tools};
 
 use crate::error::{Error, Result};
 use deckhand_policy::request::{GroupVersionKind as PolicyGvk, GroupVersionResource, UserInfo};
 use deckhand_policy::{AdmissionRequest, Decision, Engine, Violation};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 use serde_json::{json, Map, Value};
@@ -47,6 +57,26 @@ pub const REQUESTED_BY_KEY: &str = "deckhand.io/requested-by";
 pub struct Approval {
     /// Who approved it.
     pub approved_by: String,
+    /// The thread the change belongs to: its prior state goes to the gate's journal under
+    /// this id before the write, so the thread can be restored.
+    pub thread_id: Option<String>,
+}
+
+impl Approval {
+    /// An approval by `who`, outside any thread.
+    pub fn by(who: impl Into<String>) -> Self {
+        Self {
+            approved_by: who.into(),
+            thread_id: None,
+        }
+    }
+
+    /// The same approval, for a change made in `thread`.
+    #[must_use]
+    pub fn in_thread(mut self, thread: impl Into<String>) -> Self {
+        self.thread_id = Some(thread.into());
+        self
+    }
 }
 
 /// A change that passed both checkpoints and waits for approval: what the person sees
@@ -68,6 +98,36 @@ pub struct PreparedChange {
     pub requested_by: String,
 }
 
+impl PreparedChange {
+    /// What the change does to the object, as a unified diff of YAML (live object before,
+    /// dry-run result after, bookkeeping left out, Secret values replaced by their sizes):
+    /// what the person reads before approving.
+    pub fn diff(&self) -> String {
+        let before = self
+            .current
+            .as_ref()
+            .map(|object| redact_secrets(comparable(object)));
+        let after = match self.change {
+            ClusterChange::Delete { .. } => None,
+            _ => Some(redact_secrets(comparable(&self.dry_run))),
+        };
+        let as_yaml = |object: Option<Value>| {
+            object
+                .map(|object| serde_yaml_ng::to_string(&object).unwrap_or_default())
+                .unwrap_or_default()
+        };
+        let (before, after) = (as_yaml(before), as_yaml(after));
+        similar::TextDiff::from_lines(&before, &after)
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("{} (live)", self.target),
+                &format!("{} (after)", self.target),
+            )
+            .to_string()
+    }
+}
+
 /// The policy gate in front of one cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct ClusterGate {
@@ -76,6 +136,12 @@ pub struct ClusterGate {
     identity: String,
     field_manager: String,
     audit: Arc<dyn AuditSink>,
+    journal: Option<Arc<dyn ChangeJournal>>,
+    alerts: Option<Arc<dyn AlertSink>>,
+    /// Kept to make impersonating clients ([`ClusterGate::acting_as`]).
+    config: Option<kube::Config>,
+    groups: Vec<String>,
+    acting_as: Option<Person>,
 }
 
 impl std::fmt::Debug for ClusterGate {
@@ -103,7 +169,50 @@ impl ClusterGate {
             identity: DEFAULT_IDENTITY.to_owned(),
             field_manager: DEFAULT_FIELD_MANAGER.to_owned(),
             audit: Arc::new(TracingAudit),
+            journal: None,
+            alerts: None,
+            config: None,
+            groups: Vec::new(),
+            acting_as: None,
         }
+    }
+
+    /// A gate over a client made from `config`, which it keeps so that it can act as
+    /// the people it serves ([`ClusterGate::acting_as`]).
+    ///
+    /// # Errors
+    /// [`Error::Cluster`] when the configuration makes no client.
+    pub fn from_config(config: kube::Config, policy: Engine) -> Result<Self> {
+        let client = kube::Client::try_from(config.clone()).map_err(|source| Error::Cluster {
+            action: "make a Kubernetes client".to_owned(),
+            source: Box::new(source),
+        })?;
+        Ok(Self {
+            config: Some(config),
+            ..Self::new(client, policy)
+        })
+    }
+
+    /// Raises an [`Alert`] to `sink` for every policy denial and every failed
+    /// permission check.
+    #[must_use]
+    pub fn with_alerts(mut self, sink: Arc<dyn AlertSink>) -> Self {
+        self.alerts = Some(sink);
+        self
+    }
+
+    /// The Kubernetes client requests go through (impersonating, after
+    /// [`ClusterGate::acting_as`]).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// Keeps prior states in `journal` before changes made in a thread (see
+    /// [`Approval::in_thread`]), so the thread can be restored.
+    #[must_use]
+    pub fn with_journal(mut self, journal: Arc<dyn ChangeJournal>) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     /// Sends audit records to `sink` instead.
@@ -150,13 +259,14 @@ impl ClusterGate {
             ClusterChange::Patch { .. }
                 | ClusterChange::Scale { .. }
                 | ClusterChange::Delete { .. }
+                | ClusterChange::Replace { .. }
         );
         if needs_existing && current.is_none() {
             return Err(Error::InvalidChange {
                 message: format!("{target} does not exist"),
             });
         }
-        let change = with_namespace(change, &target);
+        let change = with_live_version(with_namespace(change, &target), current.as_ref());
 
         let asked = self.requested_review(&resolved, &change, current.clone(), requested_by);
         let first = self.judge(&asked, &change, &target, Stage::Requested, requested_by)?;
@@ -207,7 +317,25 @@ impl ClusterGate {
             });
         }
         let resolved = self.resolve(fresh.target.clone()).await?;
+        let generated_name = matches!(&fresh.change, ClusterChange::Create { object } if object.pointer("/metadata/name").is_none());
+        if !generated_name {
+            let prior = fresh.current.as_ref().map(snapshot_of);
+            self.journal_prior(approval, &fresh.target, prior.as_ref(), &operation)
+                .await?;
+        }
         let written = self.send(&resolved, &fresh.change, false).await;
+        if generated_name {
+            // The name exists only now; a crash right here leaves this one object out
+            // of the thread's restore plan.
+            if let Ok(object) = &written {
+                let mut created = fresh.target.clone();
+                if let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) {
+                    created.name = name.to_owned();
+                }
+                self.journal_prior(approval, &created, None, &operation)
+                    .await?;
+            }
+        }
         self.audit.record(&AuditRecord {
             at_micros: AuditRecord::now_micros(),
             requested_by: prepared.requested_by.clone(),
@@ -223,6 +351,28 @@ impl ClusterGate {
         written
     }
 
+    /// Records the prior state of `object` for the approval's thread, if there is a thread
+    /// and a journal. A journal that cannot take it stops the write.
+    async fn journal_prior(
+        &self,
+        approval: &Approval,
+        object: &ObjectRef,
+        prior: Option<&Value>,
+        operation: &str,
+    ) -> Result<()> {
+        let (Some(journal), Some(thread)) = (&self.journal, &approval.thread_id) else {
+            return Ok(());
+        };
+        journal
+            .record_prior(thread, object, prior)
+            .await
+            .map(drop)
+            .map_err(|message| Error::Journal {
+                operation: operation.to_owned(),
+                message,
+            })
+    }
+
     /// Reads one object (`None` when it does not exist), after the policy allows `get`.
     ///
     /// # Errors
@@ -233,117 +383,7 @@ impl ClusterGate {
         let mut request = self.base_request(&resolved, "get", None, requested_by);
         request.name = Some(resolved.target.name.clone());
         self.judge_read(&request, &resolved.target.to_string(), "get", requested_by)?;
-        self.fetch(&resolved).await
-    }
-
-    /// Lists objects of a kind (in one namespace, or everywhere when `namespace` is
-    /// `None` for a namespaced kind), optionally by label selector, after the policy
-    /// allows `list`.
-    ///
-    /// # Errors
-    /// As [`ClusterGate::get`].
-    pub async fn list(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: Option<&str>,
-        label_selector: Option<&str>,
-        requested_by: &str,
-    ) -> Result<Vec<Value>> {
-        // Discovery needs a name only for messages; a list has none.
-        let reference = ObjectRef {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-            namespace: namespace.map(str::to_owned),
-            name: "list".to_owned(),
-        };
-        let (resource, namespaced) = self.discover(&reference).await?;
-        let api: Api<DynamicObject> = match (namespaced, namespace) {
-            (true, Some(namespace)) => {
-                Api::namespaced_with(self.client.clone(), namespace, &resource)
-            }
-            (true, None) => Api::all_with(self.client.clone(), &resource),
-            (false, None) => Api::all_with(self.client.clone(), &resource),
-            (false, Some(_)) => {
-                return Err(Error::InvalidChange {
-                    message: format!("{kind} is cluster-scoped: list it without a namespace"),
-                })
-            }
-        };
-        let resolved = Resolved {
-            api,
-            resource,
-            target: ObjectRef {
-                namespace: namespace.map(str::to_owned),
-                ..reference
-            },
-        };
-        let request = self.base_request(&resolved, "list", None, requested_by);
-        let what = match namespace {
-            Some(namespace) => format!("{api_version} {kind} in {namespace}"),
-            None => format!("{api_version} {kind} in all namespaces"),
-        };
-        self.judge_read(&request, &what, "list", requested_by)?;
-        let mut params = ListParams::default();
-        if let Some(selector) = label_selector {
-            params = params.labels(selector);
-        }
-        let list = resolved
-            .api
-            .list(&params)
-            .await
-            .map_err(|source| Error::Cluster {
-                action: format!("list {what}"),
-                source: Box::new(source),
-            })?;
-        list.items.into_iter().map(to_value).collect()
-    }
-
-    /// The tail of a container's log (of its previous run with `previous`), after the
-    /// policy allows `get` on the pod's `log` subresource.
-    ///
-    /// # Errors
-    /// [`Error::PolicyDenied`]; [`Error::Cluster`] when there is no log (no kubelet ran
-    /// the container, or it has no previous run).
-    pub async fn pod_logs(
-        &self,
-        namespace: &str,
-        pod: &str,
-        container: &str,
-        previous: bool,
-        limit_bytes: usize,
-        requested_by: &str,
-    ) -> Result<String> {
-        let target = ObjectRef {
-            api_version: "v1".into(),
-            kind: "Pod".into(),
-            namespace: Some(namespace.to_owned()),
-            name: pod.to_owned(),
-        };
-        let resolved = self.resolve(target).await?;
-        let mut request = self.base_request(&resolved, "get", None, requested_by);
-        request.name = Some(pod.to_owned());
-        request.sub_resource = Some("log".to_owned());
-        let what = format!("{} log of {container}", resolved.target);
-        self.judge_read(&request, &what, "get", requested_by)?;
-        let pods: Api<k8s_openapi::api::core::v1::Pod> =
-            Api::namespaced(self.client.clone(), namespace);
-        let params = kube::api::LogParams {
-            container: Some(container.to_owned()),
-            previous,
-            limit_bytes: i64::try_from(limit_bytes).ok(),
-            tail_lines: Some(2000),
-            ..kube::api::LogParams::default()
-        };
-        pods.logs(pod, &params)
-            .await
-            .map_err(|source| Error::Cluster {
-                action: format!(
-                    "read the {}log of {container} in pod {namespace}/{pod}",
-                    if previous { "previous " } else { "" }
-                ),
-                source: Box::new(source),
-            })
+        Ok(self.fetch(&resolved).await?.map(redact_secrets))
     }
 
     async fn discover(&self, target: &ObjectRef) -> Result<(ApiResource, bool)> {
@@ -447,6 +487,19 @@ impl ClusterGate {
                 };
                 resolved.api.create(&params, &object).await
             }
+            ClusterChange::Replace { object } => {
+                let object: DynamicObject =
+                    serde_json::from_value(object.clone()).map_err(|error| {
+                        Error::InvalidChange {
+                            message: format!("the object is not a Kubernetes object: {error}"),
+                        }
+                    })?;
+                let params = PostParams {
+                    dry_run,
+                    field_manager: Some(self.field_manager.clone()),
+                };
+                resolved.api.replace(name, &params, &object).await
+            }
             ClusterChange::Patch {
                 patch_type, patch, ..
             } => match patch_type {
@@ -529,6 +582,7 @@ impl ClusterGate {
             verb: Some(verb.to_owned()),
             user_info: Some(UserInfo {
                 username: Some(self.identity.clone()),
+                groups: self.groups.clone(),
                 extra,
                 ..UserInfo::default()
             }),
@@ -556,6 +610,11 @@ impl ClusterGate {
                 "CREATE",
                 Some(object.clone()),
                 json!({"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": self.field_manager}),
+            ),
+            ClusterChange::Replace { object } => (
+                "UPDATE",
+                Some(object.clone()),
+                json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": self.field_manager}),
             ),
             ClusterChange::Patch { patch, .. } => (
                 "UPDATE",
@@ -712,6 +771,19 @@ impl ClusterGate {
         if decision.allowed {
             Ok(decision)
         } else {
+            self.alert(&Alert {
+                reason: "policy_denied".to_owned(),
+                user: requested_by.to_owned(),
+                message: format!(
+                    "{operation} refused: {}",
+                    decision
+                        .violations
+                        .iter()
+                        .map(|violation| format!("{}: {}", violation.policy, violation.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            });
             Err(Error::PolicyDenied {
                 operation,
                 checkpoint: match stage {
@@ -761,6 +833,9 @@ fn with_namespace(change: ClusterChange, target: &ObjectRef) -> ClusterChange {
         ClusterChange::Create { object } => ClusterChange::Create {
             object: set(object),
         },
+        ClusterChange::Replace { object } => ClusterChange::Replace {
+            object: set(object),
+        },
         ClusterChange::Patch {
             patch_type, patch, ..
         } => ClusterChange::Patch {
@@ -778,11 +853,32 @@ fn with_namespace(change: ClusterChange, target: &ObjectRef) -> ClusterChange {
     }
 }
 
+/// A replace carries the live object's `resourceVersion`, so the API server refuses it
+/// if the object changes between this read and the write (optimistic concurrency).
+fn with_live_version(change: ClusterChange, current: Option<&Value>) -> ClusterChange {
+    match change {
+        ClusterChange::Replace { mut object } => {
+            let version = current
+                .and_then(|live| live.pointer("/metadata/resourceVersion"))
+                .cloned();
+            if let (Some(version), Some(metadata)) = (
+                version,
+                object.get_mut("metadata").and_then(Value::as_object_mut),
+            ) {
+                metadata.insert("resourceVersion".to_owned(), version);
+            }
+            ClusterChange::Replace { object }
+        }
+        other => other,
+    }
+}
+
 /// `apply apps/v1 Deployment shop/web`, for messages and the audit log.
 fn describe(change: &ClusterChange, target: &ObjectRef) -> String {
     let action = match change {
         ClusterChange::Apply { .. } => "apply".to_owned(),
         ClusterChange::Create { .. } => "create".to_owned(),
+        ClusterChange::Replace { .. } => "replace".to_owned(),
         ClusterChange::Patch { .. } => "patch".to_owned(),
         ClusterChange::Scale { replicas, .. } => format!("scale to {replicas}"),
         ClusterChange::Delete { .. } => "delete".to_owned(),

@@ -4,15 +4,23 @@
 //! | tool | mutating | does |
 //! |---|---|---|
 //! | `kube_get` | no | reads one object |
-//! | `kube_list` | no | lists objects of a kind |
+//! | `kube_list` | no | lists objects of a kind (label/field selectors, pages) |
+//! | `kube_describe` | no | an object, its events and its owner chain |
+//! | `kube_events` | no | events in a namespace, or about one object |
+//! | `kube_logs` | no | a container's log (tail, since, previous run, byte cap) |
 //! | `pod_facts` | no | a pod (or a workload's most troubled pod), its events and logs |
 //! | `kube_dry_run` | no | both policy checkpoints around a server-side dry run |
 //! | `kube_apply` | yes | the same, then the write (needs an approval) |
 //! | `kube_scale` | yes | sets replicas through the scale subresource |
 //! | `kube_restart` | yes | a rollout restart (the pod template's restartedAt annotation) |
 //! | `kube_delete` | yes | deletes one object |
+//!
+//! Secret values never come back from any of them: Secrets show their keys and sizes.
 
-use super::{Approval, ClusterChange, ClusterGate, ObjectRef, PatchType};
+use super::read::event_time;
+use super::{
+    redact_secrets, Approval, ClusterChange, ClusterGate, ListQuery, LogQuery, ObjectRef, PatchType,
+};
 use crate::error::{Error, Result};
 use crate::registry::{Tool, ToolContext, ToolFuture, ToolRegistry};
 use crate::sandbox::WorkspaceAccess;
@@ -24,8 +32,10 @@ use std::sync::Arc;
 
 /// The most log bytes `pod_facts` returns per container (the tail is kept).
 pub const MAX_LOG_BYTES: usize = 64 * 1024;
-/// The most events `pod_facts` returns (the newest).
+/// The most events `pod_facts`, `kube_describe` and `kube_events` return (the newest).
 pub const MAX_EVENTS: usize = 50;
+/// The log lines `pod_facts` and, by default, `kube_logs` return (the tail).
+pub const DEFAULT_TAIL_LINES: u32 = 2000;
 /// The largest manifest file `kube_dry_run` and `kube_apply` read from the workspace.
 pub const MAX_MANIFEST_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -57,6 +67,9 @@ pub fn cluster_tool_specs() -> Vec<ToolSpec> {
 enum ToolKind {
     Get,
     List,
+    Describe,
+    Events,
+    Logs,
     PodFacts,
     DryRun,
     Apply,
@@ -78,6 +91,64 @@ struct ListInput {
     /// A label selector, e.g. `app=web,tier!=cache`.
     #[serde(default)]
     label_selector: Option<String>,
+    /// A field selector, e.g. `status.phase=Running` or `spec.nodeName=node-1`.
+    #[serde(default)]
+    field_selector: Option<String>,
+    /// At most this many objects (up to 500); the answer's `continue` fetches the rest.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 500))]
+    limit: Option<u32>,
+    /// The `continue` token of the previous page.
+    #[serde(default, rename = "continue")]
+    continue_token: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EventsInput {
+    /// The namespace; omit for all namespaces.
+    #[serde(default)]
+    namespace: Option<String>,
+    /// Only events about objects of this kind (e.g. `Pod`).
+    #[serde(default)]
+    kind: Option<String>,
+    /// Only events about the object of this name.
+    #[serde(default)]
+    name: Option<String>,
+    /// Only warnings.
+    #[serde(default)]
+    warnings_only: bool,
+    /// At most this many (the newest); default 50.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 500))]
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LogsInput {
+    /// The namespace.
+    namespace: String,
+    /// The pod.
+    pod: String,
+    /// The container; may be omitted when the pod has one.
+    #[serde(default)]
+    container: Option<String>,
+    /// The previous run of the container (after a crash).
+    #[serde(default)]
+    previous: bool,
+    /// Only the last lines (default 2000).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 100000))]
+    tail_lines: Option<u32>,
+    /// Only lines from the last seconds.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    since_seconds: Option<u32>,
+    /// At most this many bytes (default and maximum 65536).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 65536))]
+    limit_bytes: Option<u32>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -126,9 +197,12 @@ struct RestartInput {
 }
 
 impl ToolKind {
-    const ALL: [ToolKind; 8] = [
+    const ALL: [ToolKind; 11] = [
         Self::Get,
         Self::List,
+        Self::Describe,
+        Self::Events,
+        Self::Logs,
         Self::PodFacts,
         Self::DryRun,
         Self::Apply,
@@ -142,7 +216,10 @@ impl ToolKind {
         let object_ref = schema(schemars::schema_for!(ObjectRef));
         let (name, description, mutating, input) = match self {
             Self::Get => ("kube_get", "Reads one Kubernetes object (judged by the policies as a `get`).", false, object_ref),
-            Self::List => ("kube_list", "Lists Kubernetes objects of one kind, in a namespace or everywhere, optionally by label selector.", false, schema(schemars::schema_for!(ListInput))),
+            Self::List => ("kube_list", "Lists Kubernetes objects of one kind, in a namespace or everywhere, optionally by label or field selector, in pages (`limit`, `continue`).", false, schema(schemars::schema_for!(ListInput))),
+            Self::Describe => ("kube_describe", "Describes one Kubernetes object as `kubectl describe` does: the object, its recent events, and the chain of its owners (a Pod's ReplicaSet and Deployment).", false, object_ref.clone()),
+            Self::Events => ("kube_events", "Lists recent Kubernetes events (newest last) in a namespace or everywhere, optionally about one kind or object, optionally warnings only.", false, schema(schemars::schema_for!(EventsInput))),
+            Self::Logs => ("kube_logs", "Reads a container's log: the last lines, lines since some seconds, or its previous run after a crash; capped in bytes.", false, schema(schemars::schema_for!(LogsInput))),
             Self::PodFacts => ("pod_facts", "Gathers what a diagnosis needs about a pod (or a Deployment's/StatefulSet's most troubled pod): the pod, its recent events, and its current and previous containers' logs (tails).", false, schema(schemars::schema_for!(PodInput))),
             Self::DryRun => ("kube_dry_run", "Checks manifests without changing anything: the policies judge each object as asked, the API server dry-runs it, and the policies judge the result as it would be stored.", false, schema(schemars::schema_for!(ManifestsInput))),
             Self::Apply => ("kube_apply", "Applies manifests (server-side apply) after both policy checkpoints and a dry run; runs only with the person's approval.", true, schema(schemars::schema_for!(ManifestsInput))),
@@ -198,9 +275,13 @@ impl ClusterTool {
 
     fn approval(&self, context: &ToolContext) -> Result<Approval> {
         match &context.approved_by {
-            Some(who) if !who.trim().is_empty() => Ok(Approval {
-                approved_by: who.clone(),
-            }),
+            Some(who) if !who.trim().is_empty() => {
+                let approval = Approval::by(who.clone());
+                Ok(match &context.thread_id {
+                    Some(thread) => approval.in_thread(thread.clone()),
+                    None => approval,
+                })
+            }
             _ => Err(Error::InvalidChange {
                 message: format!(
                     "{} changes the cluster and runs only with the person's approval",
@@ -221,17 +302,33 @@ impl ClusterTool {
             }
             ToolKind::List => {
                 let list: ListInput = parse(name, input)?;
-                let items = self
-                    .gate
-                    .list(
-                        &list.api_version,
-                        &list.kind,
-                        list.namespace.as_deref(),
-                        list.label_selector.as_deref(),
-                        who,
-                    )
-                    .await?;
-                Ok(json!({"items": items}))
+                let query = ListQuery {
+                    api_version: list.api_version,
+                    kind: list.kind,
+                    namespace: list.namespace,
+                    label_selector: list.label_selector,
+                    field_selector: list.field_selector,
+                    limit: list.limit,
+                    continue_token: list.continue_token,
+                };
+                let page = self.gate.list(&query, who).await?;
+                Ok(json!({"items": page.items, "continue": page.continue_token}))
+            }
+            ToolKind::Describe => {
+                let target: ObjectRef = parse(name, input)?;
+                let described = self.gate.describe(&target, MAX_EVENTS, who).await?;
+                Ok(match described {
+                    Some(described) => described,
+                    None => json!({"found": false, "object": target.to_string()}),
+                })
+            }
+            ToolKind::Events => {
+                let events: EventsInput = parse(name, input)?;
+                self.events(events, who).await
+            }
+            ToolKind::Logs => {
+                let logs: LogsInput = parse(name, input)?;
+                self.logs(logs, who).await
             }
             ToolKind::PodFacts => {
                 let pod: PodInput = parse(name, input)?;
@@ -259,7 +356,8 @@ impl ClusterTool {
                         None => results.push(json!({
                             "object": prepared.target.to_string(),
                             "operation": operation,
-                            "dry_run": prepared.dry_run,
+                            "dry_run": redact_secrets(prepared.dry_run.clone()),
+                            "diff": prepared.diff(),
                             "warnings": prepared.warnings,
                         })),
                         Some(approval) => {
@@ -267,7 +365,7 @@ impl ClusterTool {
                             results.push(json!({
                                 "object": prepared.target.to_string(),
                                 "operation": operation,
-                                "result": written,
+                                "result": redact_secrets(written),
                             }));
                         }
                     }
@@ -361,7 +459,7 @@ impl ClusterTool {
                     )
                     .await?;
                 let result = self.gate.execute(&prepared, &approval).await?;
-                Ok(json!({"object": target.to_string(), "result": result}))
+                Ok(json!({"object": target.to_string(), "result": redact_secrets(result)}))
             }
         }
     }
@@ -383,26 +481,10 @@ impl ClusterTool {
             .and_then(Value::as_str)
             .unwrap_or(name)
             .to_owned();
-        let mut events: Vec<Value> = self
+        let events = self
             .gate
-            .list("v1", "Event", Some(namespace), None, who)
-            .await?
-            .into_iter()
-            .filter(|event| {
-                event
-                    .pointer("/involvedObject/name")
-                    .and_then(Value::as_str)
-                    == Some(pod_name.as_str())
-                    && event
-                        .pointer("/involvedObject/kind")
-                        .and_then(Value::as_str)
-                        == Some("Pod")
-            })
-            .collect();
-        events.sort_by_key(event_time);
-        if events.len() > MAX_EVENTS {
-            events.drain(..events.len() - MAX_EVENTS);
-        }
+            .events_of(&pod_ref(&pod_name), None, MAX_EVENTS, who)
+            .await?;
         let containers: Vec<String> = pod
             .pointer("/spec/containers")
             .and_then(Value::as_array)
@@ -418,18 +500,16 @@ impl ClusterTool {
         let mut unavailable = Vec::new();
         for container in &containers {
             for (previous, into) in [(false, &mut logs), (true, &mut previous_logs)] {
-                match self
-                    .gate
-                    .pod_logs(
-                        namespace,
-                        &pod_name,
-                        container,
-                        previous,
-                        MAX_LOG_BYTES,
-                        who,
-                    )
-                    .await
-                {
+                let query = LogQuery {
+                    namespace: namespace.to_owned(),
+                    pod: pod_name.clone(),
+                    container: container.clone(),
+                    previous,
+                    tail_lines: Some(DEFAULT_TAIL_LINES),
+                    since_seconds: None,
+                    limit_bytes: MAX_LOG_BYTES,
+                };
+                match self.gate.logs(&query, who).await {
                     Ok(text) => {
                         into.insert(container.clone(), Value::String(text));
                     }
@@ -449,6 +529,102 @@ impl ClusterTool {
             "previous_logs": previous_logs,
             "logs_unavailable": unavailable,
         }))
+    }
+
+    /// Events in a namespace (or everywhere), optionally about one kind or object.
+    async fn events(&self, input: EventsInput, who: &str) -> Result<Value> {
+        let mut selectors = Vec::new();
+        if let Some(kind) = &input.kind {
+            selectors.push(format!("involvedObject.kind={kind}"));
+        }
+        if let Some(name) = &input.name {
+            selectors.push(format!("involvedObject.name={name}"));
+        }
+        if input.warnings_only {
+            selectors.push("type=Warning".to_owned());
+        }
+        let limit = input.limit.map_or(MAX_EVENTS, |limit| limit as usize);
+        let mut query = ListQuery {
+            api_version: "v1".to_owned(),
+            kind: "Event".to_owned(),
+            namespace: input.namespace,
+            field_selector: (!selectors.is_empty()).then(|| selectors.join(",")),
+            limit: Some(super::read::MAX_PAGE),
+            ..ListQuery::default()
+        };
+        let mut events = Vec::new();
+        loop {
+            let page = self.gate.list(&query, who).await?;
+            events.extend(page.items);
+            match page.continue_token {
+                Some(token) => query.continue_token = Some(token),
+                None => break,
+            }
+        }
+        events.sort_by_key(event_time);
+        let total = events.len();
+        if total > limit {
+            events.drain(..total - limit);
+        }
+        Ok(json!({"events": events, "total": total}))
+    }
+
+    /// One container's log, as asked.
+    async fn logs(&self, input: LogsInput, who: &str) -> Result<Value> {
+        let container = match input.container {
+            Some(container) => container,
+            None => {
+                let pod = ObjectRef {
+                    api_version: "v1".into(),
+                    kind: "Pod".into(),
+                    namespace: Some(input.namespace.clone()),
+                    name: input.pod.clone(),
+                };
+                let pod = self
+                    .gate
+                    .get(&pod, who)
+                    .await?
+                    .ok_or_else(|| Error::InvalidChange {
+                        message: format!("no pod {} in namespace {}", input.pod, input.namespace),
+                    })?;
+                let names: Vec<&str> = pod
+                    .pointer("/spec/containers")
+                    .and_then(Value::as_array)
+                    .map(|containers| {
+                        containers
+                            .iter()
+                            .filter_map(|c| c.get("name").and_then(Value::as_str))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                match names.as_slice() {
+                    [only] => (*only).to_owned(),
+                    _ => {
+                        return Err(Error::InvalidChange {
+                            message: format!(
+                                "pod {}/{} has containers {}: name one in `container`",
+                                input.namespace,
+                                input.pod,
+                                names.join(", ")
+                            ),
+                        })
+                    }
+                }
+            }
+        };
+        let query = LogQuery {
+            namespace: input.namespace,
+            pod: input.pod,
+            container: container.clone(),
+            previous: input.previous,
+            tail_lines: Some(input.tail_lines.unwrap_or(DEFAULT_TAIL_LINES)),
+            since_seconds: input.since_seconds,
+            limit_bytes: input
+                .limit_bytes
+                .map_or(MAX_LOG_BYTES, |bytes| (bytes as usize).min(MAX_LOG_BYTES)),
+        };
+        let text = self.gate.logs(&query, who).await?;
+        Ok(json!({"container": container, "previous": query.previous, "log": text}))
     }
 
     /// A workload's pod that looks worst: not ready first, then most restarts.
@@ -483,10 +659,14 @@ impl ClusterTool {
             ],
         };
         for selector in selectors {
-            let pods = self
-                .gate
-                .list("v1", "Pod", Some(namespace), Some(&selector), who)
-                .await?;
+            let query = ListQuery {
+                api_version: "v1".to_owned(),
+                kind: "Pod".to_owned(),
+                namespace: Some(namespace.to_owned()),
+                label_selector: Some(selector),
+                ..ListQuery::default()
+            };
+            let pods = self.gate.list(&query, who).await?.items;
             if let Some(worst) = pods.into_iter().max_by_key(trouble_score) {
                 return Ok(worst);
             }
@@ -515,18 +695,6 @@ fn trouble_score(pod: &Value) -> (bool, i64) {
         .filter_map(|status| status.get("restartCount").and_then(Value::as_i64))
         .sum();
     (not_ready, restarts)
-}
-
-fn event_time(event: &Value) -> String {
-    [
-        "/lastTimestamp",
-        "/eventTime",
-        "/metadata/creationTimestamp",
-    ]
-    .iter()
-    .find_map(|pointer| event.pointer(pointer).and_then(Value::as_str))
-    .unwrap_or("")
-    .to_owned()
 }
 
 /// Now as RFC 3339 UTC (what `kubectl rollout restart` writes), without a date crate.
