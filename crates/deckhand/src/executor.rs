@@ -43,6 +43,7 @@ impl StepExecutor for ToolExecutor {
             workspace: self.workspace.clone(),
             requested_by: self.requested_by.clone(),
             approved_by: context.approved_by.clone(),
+            thread_id: Some(context.thread_id.to_string()),
         };
         self.registry
             .call(&step.tool, &tool_context, &input)

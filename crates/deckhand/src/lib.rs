@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod executor;
+pub mod journal;
 pub mod serve;
 pub mod toolbox;
 

@@ -71,6 +71,117 @@ enum Command {
     /// The LLM layer: which backends are reachable and which model each agent uses.
     #[command(subcommand)]
     Llm(LlmCommand),
+    /// Threads: list, show, rate, and restore the cluster to before a thread.
+    #[command(subcommand)]
+    Threads(ThreadsCommand),
+    /// The knowledge base: resolved threads from every cluster sharing the store.
+    #[command(subcommand)]
+    Knowledge(KnowledgeCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where the store is (shared by the store commands).
+#[derive(Args)]
+struct StoreArgs {
+    /// Directory for the SQLite store [default: data].
+    #[arg(long, env = "DECKHAND_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL (postgres://... or sqlite:...); default: DATA_DIR/deckhand.db.
+    #[arg(long, env = "DECKHAND_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn config(self, config_file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+        let mut config = Config::load(config_file)?;
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(url) = self.database_url {
+            config.database_url = Some(url);
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Subcommand)]
+enum ThreadsCommand {
+    /// The newest threads, one per line.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// A thread: its messages, plans, ratings and what it changed in the cluster.
+    Show {
+        /// The thread's id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Rate a thread from 0 to 100; 100 means resolved and closes it.
+    Rate {
+        /// The thread's id.
+        id: String,
+        /// 0 to 100.
+        score: i64,
+        /// What you think of the answer.
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Put every object the thread changed back as it was before the thread, and delete
+    /// what it created. Shows the plan (with a diff per object) and asks for approval.
+    /// Exit status: 0 restored or nothing to do, 1 not approved or refused, 2 bad input.
+    Restore {
+        /// The thread's id.
+        id: String,
+        /// Approve the plan as shown, without asking.
+        #[arg(long, conflicts_with = "approve")]
+        yes: bool,
+        /// Approve a plan reviewed earlier by its hash; refused if the plan changed.
+        #[arg(long, value_name = "HASH")]
+        approve: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KnowledgeCommand {
+    /// Resolved threads like TEXT, best first (text relevance, rating, recency).
+    Search {
+        /// What to look for.
+        text: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit log's hash chain; exit status 1 names the first broken link.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// A request in plain words.
@@ -378,6 +489,79 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Threads(command) => {
+            let config_file = cli.config.as_deref();
+            let (out, err) = (&mut std::io::stdout(), &mut std::io::stderr());
+            use deckhand::cli::threads;
+            let status = match command {
+                ThreadsCommand::List { limit, json, store } => {
+                    threads::list(&store.config(config_file)?, limit, json, out, err).await
+                }
+                ThreadsCommand::Show { id, json, store } => {
+                    threads::show(&store.config(config_file)?, &id, json, out, err).await
+                }
+                ThreadsCommand::Rate {
+                    id,
+                    score,
+                    comment,
+                    store,
+                } => {
+                    threads::rate(&store.config(config_file)?, &id, score, &comment, out, err).await
+                }
+                ThreadsCommand::Restore {
+                    id,
+                    yes,
+                    approve,
+                    store,
+                } => {
+                    let approval = match (yes, approve) {
+                        (true, _) => threads::RestoreApproval::Yes,
+                        (false, Some(hash)) => threads::RestoreApproval::Hash(hash),
+                        (false, None) => threads::RestoreApproval::Ask,
+                    };
+                    let stdin = std::io::stdin();
+                    let mut input = stdin.lock();
+                    threads::restore(
+                        &store.config(config_file)?,
+                        &id,
+                        approval,
+                        &mut input,
+                        out,
+                        err,
+                    )
+                    .await
+                }
+            };
+            Ok(ExitCode::from(status))
+        }
+        Command::Knowledge(KnowledgeCommand::Search {
+            text,
+            limit,
+            json,
+            store,
+        }) => {
+            let config = store.config(cli.config.as_deref())?;
+            let status = deckhand::cli::threads::knowledge_search(
+                &config,
+                &text,
+                limit,
+                json,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
+            Ok(ExitCode::from(status))
+        }
+        Command::Audit(AuditCommand::Verify { store }) => {
+            let config = store.config(cli.config.as_deref())?;
+            let status = deckhand::cli::threads::audit_verify(
+                &config,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
+            Ok(ExitCode::from(status))
         }
         Command::Policy(args) => {
             let status =

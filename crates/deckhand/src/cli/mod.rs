@@ -10,3 +10,4 @@ pub mod plan;
 pub mod policy;
 pub mod run;
 pub mod session;
+pub mod threads;

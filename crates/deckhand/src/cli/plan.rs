@@ -16,9 +16,7 @@ use deckhand_runtime::{
     Approvals, Plan, PlanRequest, PlanStore, Planner, Scheduler, SchedulerConfig, StepState,
     Thread, ThreadStore, ToolCatalog,
 };
-use deckhand_store::Database;
 use deckhand_tools::cluster::cluster_tool_specs;
-use deckhand_tools::ToolRegistry;
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -27,21 +25,16 @@ use tokio_util::sync::CancellationToken;
 
 /// What planning needs, opened once per command.
 struct Session {
-    database: Database,
-    registry: Arc<ToolRegistry>,
+    shared: session::Session,
     catalog: ToolCatalog,
     router: Arc<Router>,
 }
 
 async fn open(config: &Config, err: &mut (dyn Write + Send)) -> Result<Session, String> {
-    let session::Session {
-        database,
-        registry,
-        connected,
-    } = session::open(config).await?;
+    let shared = session::open(config).await?;
     // Plans may name the cluster tools even without a cluster; running them needs one.
-    let mut specs: Vec<deckhand_tools::ToolSpec> = registry.specs().cloned().collect();
-    if !connected {
+    let mut specs: Vec<deckhand_tools::ToolSpec> = shared.registry.specs().cloned().collect();
+    if !shared.connected {
         let _ = writeln!(
             err,
             "note: no cluster configured; cluster steps can be planned but not run"
@@ -54,8 +47,7 @@ async fn open(config: &Config, err: &mut (dyn Write + Send)) -> Result<Session, 
         .await
         .map_err(|error| format!("the [llm] configuration is unusable: {error}"))?;
     Ok(Session {
-        database,
-        registry,
+        shared,
         catalog,
         router: Arc::new(router),
     })
@@ -69,6 +61,7 @@ async fn make_plan(
 ) -> Result<Plan, String> {
     let thread = Thread::new("default", whoami(), text);
     session
+        .shared
         .database
         .create_thread(&thread)
         .await
@@ -85,6 +78,7 @@ async fn make_plan(
         .await
         .map_err(|error| error.to_string())?;
     session
+        .shared
         .database
         .save_plan(&plan)
         .await
@@ -138,7 +132,7 @@ pub async fn plan(
             );
         }
     }
-    session.database.close().await;
+    session.shared.close().await;
     0
 }
 
@@ -168,11 +162,11 @@ pub async fn ask(
     };
     let scheduler = Scheduler::new(
         Arc::new(ToolExecutor::new(
-            session.registry.clone(),
+            session.shared.registry.clone(),
             config.workspace.clone(),
             whoami(),
         )),
-        Arc::new(session.database.clone()),
+        Arc::new(session.shared.database.clone()),
         SchedulerConfig {
             stop_at_approval: true,
             ..SchedulerConfig::default()
@@ -209,6 +203,8 @@ pub async fn ask(
             error: failures.get(id.as_str()).map(|why| (*why).to_owned()),
         })
         .collect();
+    // The scheduler holds the tools; the audit writer finishes once they are gone.
+    drop(scheduler);
     let jamie = Jamie::new(session.router.clone());
     let answer = jamie.report(&plan, &reports).await;
     if as_json {
@@ -234,7 +230,7 @@ pub async fn ask(
             );
         }
     }
-    session.database.close().await;
+    session.shared.close().await;
     0
 }
 
@@ -262,7 +258,7 @@ pub async fn eval(
         }
     };
     let _ = write!(out, "{report}");
-    session.database.close().await;
+    session.shared.close().await;
     match min_pass_rate {
         Some(minimum) if report.pass_rate() < minimum => 1,
         _ => 0,

@@ -39,18 +39,14 @@ pub async fn run(
         let _ = writeln!(err, "error: {error}");
         return 1;
     }
-    let session::Session {
-        database,
-        registry,
-        connected,
-    } = match session::open(config).await {
+    let shared = match session::open(config).await {
         Ok(session) => session,
         Err(error) => {
             let _ = writeln!(err, "error: {error}");
             return 2;
         }
     };
-    if !connected {
+    if !shared.connected {
         let _ = writeln!(
             err,
             "note: no cluster configured; cluster tools are unavailable"
@@ -58,7 +54,8 @@ pub async fn run(
     }
     // Only the tools that can run here: a plan naming a cluster tool without a cluster
     // is refused before anything runs.
-    let catalog = deckhand_agents::tools::catalog(&registry);
+    let catalog = deckhand_agents::tools::catalog(&shared.registry);
+    let database = shared.database.clone();
     if let Err(error) = plan.validate(&catalog) {
         let _ = writeln!(err, "error: {error}");
         return 1;
@@ -75,7 +72,7 @@ pub async fn run(
     let who = whoami();
     let scheduler = Scheduler::new(
         Arc::new(ToolExecutor::new(
-            registry,
+            shared.registry.clone(),
             config.workspace.clone(),
             who.clone(),
         )),
@@ -95,12 +92,14 @@ pub async fn run(
             interrupt.cancel();
         }
     });
-    let running = scheduler.run(&plan, &approvals, &cancel);
-    tokio::pin!(running);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut running => break outcome,
-            Ok(event) = events.recv() => print_step_event(&event, err),
+    let outcome = {
+        let running = scheduler.run(&plan, &approvals, &cancel);
+        tokio::pin!(running);
+        loop {
+            tokio::select! {
+                outcome = &mut running => break outcome,
+                Ok(event) = events.recv() => print_step_event(&event, err),
+            }
         }
     };
     // The last transitions may still be queued when the run ends.
@@ -108,7 +107,10 @@ pub async fn run(
         print_step_event(&event, err);
     }
     ctrl_c.abort();
-    database.close().await;
+    // The scheduler holds the tools; the audit writer finishes once they are gone.
+    drop(scheduler);
+    drop(database);
+    shared.close().await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {

@@ -4,6 +4,7 @@
 //! by `deckhand run` against the same tools.
 
 use crate::config::Config;
+use crate::journal::{AuditFlush, StoreAudit, StoreJournal};
 use deckhand_agents::register_analyzers;
 use deckhand_runtime::scheduler::{EventKind, PlanEvent};
 use deckhand_store::Database;
@@ -27,6 +28,30 @@ pub struct Session {
     pub registry: Arc<ToolRegistry>,
     /// Whether the cluster tools are registered (a cluster is configured).
     pub connected: bool,
+    /// The cluster gate, when a cluster is configured: prior states go to the store's
+    /// snapshots, decisions and writes to its audit log.
+    pub gate: Option<ClusterGate>,
+    audit_flush: Option<AuditFlush>,
+}
+
+impl Session {
+    /// Ends the session: waits until every audit record is stored, then closes the store.
+    pub async fn close(self) {
+        let Session {
+            database,
+            registry,
+            gate,
+            audit_flush,
+            ..
+        } = self;
+        // The writer stops once every sender (held by the gate and its tools) is gone.
+        drop(registry);
+        drop(gate);
+        if let Some(flush) = audit_flush {
+            flush.finish().await;
+        }
+        database.close().await;
+    }
 }
 
 /// Creates the data and workspace directories, opens the store and loads the tools.
@@ -48,22 +73,28 @@ pub async fn open(config: &Config) -> Result<Session, String> {
         .map_err(|error| format!("{error:#}"))?
         .registry;
     register_analyzers(&mut registry).map_err(|error| format!("{error:#}"))?;
-    let mut connected = false;
+    let mut gate = None;
+    let mut audit_flush = None;
     if let Ok(kube_config) = kube::Config::infer().await {
-        let client = kube::Client::try_from(kube_config)
-            .map_err(|error| format!("the Kubernetes configuration is unusable: {error}"))?;
         let policy = config
             .policy
             .engine()
             .map_err(|error| format!("{error:#}"))?;
-        register_cluster_tools(&mut registry, &ClusterGate::new(client, policy))
-            .map_err(|error| format!("{error:#}"))?;
-        connected = true;
+        let (audit, flush) = StoreAudit::start(database.clone());
+        let cluster = ClusterGate::from_config(kube_config, policy)
+            .map_err(|error| format!("the Kubernetes configuration is unusable: {error:#}"))?
+            .with_journal(Arc::new(StoreJournal::new(database.clone())))
+            .with_audit(Arc::new(audit));
+        register_cluster_tools(&mut registry, &cluster).map_err(|error| format!("{error:#}"))?;
+        gate = Some(cluster);
+        audit_flush = Some(flush);
     }
     Ok(Session {
         database,
         registry: Arc::new(registry),
-        connected,
+        connected: gate.is_some(),
+        gate,
+        audit_flush,
     })
 }
 
