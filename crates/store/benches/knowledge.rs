@@ -250,9 +250,19 @@ async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize) {
             latencies.push(started.elapsed());
         }
         latencies.sort();
+        let size_query = match db.backend() {
+            deckhand_store::Backend::Sqlite => {
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+            }
+            deckhand_store::Backend::Postgres => "SELECT pg_database_size(current_database())",
+        };
+        let bytes: i64 = sqlx::Row::get(
+            &sqlx::query(size_query).fetch_one(db.pool()).await.unwrap(),
+            0,
+        );
         println!(
             "{name:<8} {size:>9} threads  search p50 {:>8.2} ms  p95 {:>8.2} ms  max {:>8.2} ms  \
-             ({:.1} hits/query)  insert {:>7.0}/s single, {}",
+             ({:.1} hits/query)  insert {:>7.0}/s single, {}  database {:.0} MB",
             ms(percentile(&latencies, 0.50)),
             ms(percentile(&latencies, 0.95)),
             ms(*latencies.last().unwrap()),
@@ -263,6 +273,7 @@ async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize) {
             } else {
                 "no batches".to_owned()
             },
+            bytes as f64 / 1e6,
         );
     }
 }
