@@ -115,9 +115,9 @@ impl Database {
     }
 
     /// The best knowledge entries for `query` (user text, taken literally: only its
-    /// words are searched for), best first, at most `limit`. Entries matching every
-    /// word are looked for first; when they are fewer than `limit`, entries matching any
-    /// word fill up. Entries rated below the store's threshold, or unrated, are never
+    /// words are searched for), at most `limit`: entries matching every word first, by
+    /// score, then (when they are fewer than `limit`) entries matching any word, by
+    /// score. Entries rated below the store's threshold, or unrated, are never
     /// returned.
     ///
     /// # Errors
@@ -129,12 +129,12 @@ impl Database {
         }
         let mut hits = self.ranked_matches(&terms, Matching::All, limit).await?;
         if terms.len() > 1 && hits.len() < limit as usize {
+            // Entries matching every word stay first, whatever the limit.
             for hit in self.ranked_matches(&terms, Matching::Any, limit).await? {
                 if !hits.iter().any(|seen| seen.entry.id == hit.entry.id) {
                     hits.push(hit);
                 }
             }
-            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
             hits.truncate(limit as usize);
         }
         Ok(hits)

@@ -30,6 +30,7 @@ both_backends!(
     tampering_with_the_audit_log_is_found,
     knowledge_search_ranks_and_filters,
     knowledge_queries_are_taken_literally,
+    entries_matching_every_word_come_first,
 );
 
 async fn thread(store: &TestStore) -> Thread {
@@ -611,4 +612,39 @@ async fn knowledge_queries_are_taken_literally(store: &TestStore) {
     }
     // The table is still there.
     assert_eq!(db.search("ingress", 10).await.unwrap().len(), 1);
+}
+
+async fn entries_matching_every_word_come_first(store: &TestStore) {
+    let db = &store.database;
+    let both = entry(
+        store,
+        "eks-prod",
+        "ingress timeout on payments",
+        "raised the timeout",
+        Some(61),
+        600,
+    )
+    .await;
+    let one = entry(
+        store,
+        "eks-prod",
+        "ingress for payments",
+        "added a rule",
+        Some(100),
+        0,
+    )
+    .await;
+    let hits = db.search("ingress timeout", 10).await.unwrap();
+    let ids: Vec<_> = hits.iter().map(|hit| hit.entry.id).collect();
+    assert_eq!(ids, vec![both.id, one.id], "{hits:#?}");
+    assert!(
+        hits[1].score > hits[0].score,
+        "the partial match scores higher on its own"
+    );
+    // The same order whatever the limit.
+    assert_eq!(
+        db.search("ingress timeout", 1).await.unwrap()[0].entry.id,
+        both.id
+    );
+    assert_eq!(db.search("timeout", 10).await.unwrap().len(), 1);
 }
