@@ -207,8 +207,9 @@ impl SharedLink {
 
 /// A cluster's store: local SQLite, replicated to a shared PostgreSQL.
 ///
-/// Implements the runtime's thread, conversation and knowledge traits; everything else
-/// (plans, audit, snapshots, events, tokens) is on [`ReplicatedStore::local`].
+/// Implements every store trait of the runtime: threads, conversations and knowledge are
+/// replicated; plans, audit, snapshots, events and tokens are served by the local store
+/// alone ([`ReplicatedStore::local`]).
 #[derive(Debug)]
 pub struct ReplicatedStore {
     local: Database,
@@ -614,5 +615,113 @@ impl KnowledgeStore for ReplicatedStore {
 
     async fn search(&self, query: &str, limit: u32) -> deckhand_runtime::Result<Vec<KnowledgeHit>> {
         Ok(self.search_knowledge(query, limit).await?.0)
+    }
+}
+
+// What stays local is served by the local store, so a ReplicatedStore can stand wherever
+// a Database does.
+
+impl deckhand_runtime::PlanStore for ReplicatedStore {
+    async fn save_plan(&self, plan: &deckhand_runtime::Plan) -> deckhand_runtime::Result<()> {
+        self.local.save_plan(plan).await
+    }
+
+    async fn record_step(
+        &self,
+        record: &deckhand_runtime::scheduler::StepRecord,
+    ) -> deckhand_runtime::Result<()> {
+        self.local.record_step(record).await
+    }
+
+    async fn latest_steps(
+        &self,
+        plan_id: PlanId,
+    ) -> deckhand_runtime::Result<
+        std::collections::HashMap<String, deckhand_runtime::scheduler::StepRecord>,
+    > {
+        self.local.latest_steps(plan_id).await
+    }
+}
+
+impl deckhand_runtime::AuditLog for ReplicatedStore {
+    async fn append_audit(
+        &self,
+        entry: deckhand_runtime::AuditEntry,
+    ) -> deckhand_runtime::Result<deckhand_runtime::AuditRecord> {
+        self.local.append_audit(entry).await
+    }
+
+    async fn audit_records(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> deckhand_runtime::Result<Vec<deckhand_runtime::AuditRecord>> {
+        self.local.audit_records(after_seq, limit).await
+    }
+
+    async fn verify_audit(&self) -> deckhand_runtime::Result<deckhand_runtime::AuditVerification> {
+        self.local.verify_audit().await
+    }
+}
+
+impl deckhand_runtime::SnapshotStore for ReplicatedStore {
+    async fn record_snapshot(
+        &self,
+        thread: ThreadId,
+        object: &deckhand_runtime::ObjectKey,
+        prior: Option<&serde_json::Value>,
+    ) -> deckhand_runtime::Result<bool> {
+        self.local.record_snapshot(thread, object, prior).await
+    }
+
+    async fn snapshots(
+        &self,
+        thread: ThreadId,
+    ) -> deckhand_runtime::Result<Vec<deckhand_runtime::Snapshot>> {
+        self.local.snapshots(thread).await
+    }
+}
+
+impl deckhand_runtime::EventLog for ReplicatedStore {
+    async fn append_event(
+        &self,
+        thread: ThreadId,
+        kind: &str,
+        payload: &serde_json::Value,
+    ) -> deckhand_runtime::Result<i64> {
+        self.local.append_event(thread, kind, payload).await
+    }
+
+    async fn events_after(
+        &self,
+        thread: ThreadId,
+        after_id: i64,
+        limit: u32,
+    ) -> deckhand_runtime::Result<Vec<deckhand_runtime::ThreadEvent>> {
+        self.local.events_after(thread, after_id, limit).await
+    }
+}
+
+impl deckhand_runtime::TokenStore for ReplicatedStore {
+    async fn create_token(
+        &self,
+        token: &deckhand_runtime::ApiToken,
+    ) -> deckhand_runtime::Result<()> {
+        self.local.create_token(token).await
+    }
+
+    async fn token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> deckhand_runtime::Result<Option<deckhand_runtime::ApiToken>> {
+        self.local.token_by_hash(token_hash).await
+    }
+
+    async fn revoke_token(&self, id: uuid::Uuid) -> deckhand_runtime::Result<bool> {
+        self.local.revoke_token(id).await
+    }
+
+    async fn tokens(&self) -> deckhand_runtime::Result<Vec<deckhand_runtime::ApiToken>> {
+        self.local.tokens().await
     }
 }

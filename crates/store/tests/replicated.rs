@@ -162,5 +162,27 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
     assert_eq!(count(&shared, "approvals").await, 6);
     assert_eq!(count(&shared, "knowledge").await, 7);
     assert_eq!(count(&shared, "ratings").await, 7, "only the new rating");
+
+    // What stays local is served by the local store through the same store.
+    use deckhand_runtime::{AuditLog, EventLog};
+    store
+        .append_audit(deckhand_runtime::AuditEntry::new(
+            "ana",
+            "audit.checked",
+            None,
+            "chain",
+        ))
+        .await
+        .unwrap();
+    assert!(store.verify_audit().await.unwrap().is_intact());
+    assert_eq!(
+        store
+            .append_event(first.id, "message", &serde_json::json!({}))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(count(&shared, "audit_log").await, 0);
+    assert_eq!(count(&shared, "thread_events").await, 0);
     store.shutdown().await;
 }
