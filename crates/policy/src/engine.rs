@@ -2,6 +2,7 @@
 //! then shared (it is `Send + Sync` and cheap to clone) by everything that needs a
 //! decision.
 
+use crate::builtin;
 use crate::error::{Error, Result};
 use crate::gatekeeper::{self, Constraint, Enforcement, Template};
 use crate::guards::{self, GuardConfig};
@@ -25,28 +26,20 @@ pub const DEFAULT_EVALUATION_TIMEOUT: Duration = Duration::from_millis(100);
 /// The policy name under which requests the engine cannot read are denied.
 pub const INPUT_POLICY: &str = "builtin/input";
 
-/// The built-in Rego guards, embedded so no deployment can lose them.
-const BUILTIN_REGO: [(&str, &str); 4] = [
-    (
-        "builtin/lib.rego",
-        include_str!("../../../policies/builtin/lib.rego"),
-    ),
-    (
-        "builtin/no_namespace_deletion.rego",
-        include_str!("../../../policies/builtin/no_namespace_deletion.rego"),
-    ),
-    (
-        "builtin/protected_namespaces.rego",
-        include_str!("../../../policies/builtin/protected_namespaces.rego"),
-    ),
-    (
-        "builtin/no_cluster_admin.rego",
-        include_str!("../../../policies/builtin/no_cluster_admin.rego"),
-    ),
-];
-
-/// The package prefix reserved for the built-in guards.
-const BUILTIN_PACKAGE_PREFIX: &str = "deckhand.builtin";
+/// How the engine feeds the policies. Both paths give the same decisions (a test runs
+/// the attack corpus through both); the reference path is kept so the benchmark can
+/// show, in one run, what the projected path saves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EvaluationPath {
+    /// The built-in Rego guards run as one program over a projection of each review
+    /// holding only the fields they read; user policies share one conversion of the
+    /// review. The default.
+    #[default]
+    Projected,
+    /// As first written: each guard package its own program, and the whole review
+    /// converted to a Rego value again for every policy.
+    Reference,
+}
 
 /// Builds an [`Engine`].
 #[derive(Debug, Default)]
@@ -57,6 +50,7 @@ pub struct EngineBuilder {
     texts: Vec<(String, String)>,
     inventory: Inventory,
     timeout: Option<Duration>,
+    path: EvaluationPath,
 }
 
 impl EngineBuilder {
@@ -91,16 +85,23 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets how the policies are fed; [`EvaluationPath::Projected`] unless changed, which
+    /// only the benchmark and the tests comparing both paths need to do.
+    pub fn evaluation_path(mut self, path: EvaluationPath) -> Self {
+        self.path = path;
+        self
+    }
+
     /// Loads and compiles every policy, reporting the first that does not load.
     ///
     /// # Errors
     /// Any [`Error`] from reading or compiling a policy.
     pub fn build(self) -> Result<Engine> {
-        let builtin_modules: Vec<(String, String)> = BUILTIN_REGO
-            .iter()
-            .map(|(origin, text)| (origin.to_string(), text.to_string()))
-            .collect();
-        let builtin_rules = compile_module_set(&builtin_modules, true)?;
+        let builtin_program = builtin::compile_combined()?;
+        let builtin_rules = match self.path {
+            EvaluationPath::Projected => Vec::new(),
+            EvaluationPath::Reference => compile_module_set(&builtin::modules(), true)?,
+        };
 
         let mut sources = Sources::default();
         for directory in &self.directories {
@@ -137,6 +138,8 @@ impl EngineBuilder {
         }
         let shared = Shared {
             guards: self.guards,
+            path: self.path,
+            builtin_program,
             builtin_rules,
             user_rules,
             templates,
@@ -158,7 +161,7 @@ fn compile_module_set(modules: &[(String, String)], builtin: bool) -> Result<Vec
     for ((origin, _), package) in modules.iter().zip(&packages) {
         let reserved = package
             .strip_prefix("data.")
-            .is_some_and(|package| package.starts_with(BUILTIN_PACKAGE_PREFIX));
+            .is_some_and(|package| package.starts_with(builtin::PACKAGE_PREFIX));
         if reserved != builtin {
             return Err(Error::InvalidRego {
                 origin: origin.clone(),
@@ -179,6 +182,10 @@ fn compile_module_set(modules: &[(String, String)], builtin: bool) -> Result<Vec
 
 struct Shared {
     guards: GuardConfig,
+    path: EvaluationPath,
+    /// The Rego guards as one program (see [`builtin`]).
+    builtin_program: CompiledRule,
+    /// The Rego guards one program per package, for [`EvaluationPath::Reference`] only.
     builtin_rules: Vec<CompiledRule>,
     user_rules: Vec<CompiledRule>,
     templates: BTreeMap<String, Template>,
@@ -262,9 +269,8 @@ impl Engine {
     /// How many compiled rules run on regorus's interpreter instead of its bytecode VM.
     pub fn interpreted_rule_count(&self) -> usize {
         let shared = &self.shared;
-        shared
-            .builtin_rules
-            .iter()
+        std::iter::once(&shared.builtin_program)
+            .chain(&shared.builtin_rules)
             .chain(&shared.user_rules)
             .chain(shared.templates.values().map(|template| &template.rule))
             .filter(|rule| rule.is_interpreted())
@@ -300,27 +306,93 @@ impl Engine {
             for violation in guards::check(review, &self.shared.guards, &self.inventory) {
                 decision.deny(&violation.policy, violation.message);
             }
-            let input = regorus::Value::from(json!({
-                "review": review.request.to_value(),
-                "parameters": {},
-            }));
-            for rule in &self.shared.builtin_rules {
-                let policy = builtin_policy_name(&rule.package);
-                self.run_rule(rule, &policy, &input, &mut decision);
-            }
-            // The list object itself is not judged by user policies: its items are,
-            // one by one, as Gatekeeper would see them.
-            if is_list_wrapper(review) {
-                continue;
-            }
-            for rule in &self.shared.user_rules {
-                self.run_rule(rule, &rule.package, &input, &mut decision);
-            }
-            if applies_to_constraints(review) {
-                self.run_constraints(review, &mut decision);
+            match self.shared.path {
+                EvaluationPath::Projected => self.judge_projected(review, &mut decision),
+                EvaluationPath::Reference => self.judge_reference(review, &mut decision),
             }
         }
         decision.finish()
+    }
+
+    /// The Rego guards in one run over the projection of the review, then the user's
+    /// policies over one conversion of the whole review.
+    fn judge_projected(&self, review: &Review, decision: &mut Decision) {
+        let outcome = self.shared.builtin_program.evaluate(
+            &builtin::input(review),
+            &self.data,
+            self.shared.timeout,
+        );
+        match outcome.and_then(|result| builtin::messages(result.as_ref())) {
+            Ok(by_guard) => {
+                for (policy, messages) in by_guard {
+                    for message in messages {
+                        decision.deny(&policy, message);
+                    }
+                }
+            }
+            // Whatever went wrong, every guard denies: none of them has said yes.
+            Err(error) => {
+                for guard in builtin::GUARDS {
+                    let policy =
+                        builtin::policy_name(&format!("{}.{guard}", builtin::PACKAGE_PREFIX));
+                    decision.deny(&policy, format!("evaluation failed: {error}"));
+                }
+            }
+        }
+        // The list object itself is not judged by user policies: its items are, one by
+        // one, as Gatekeeper would see them.
+        if is_list_wrapper(review) {
+            return;
+        }
+        let constraints = applies_to_constraints(review) && !self.shared.constraints.is_empty();
+        if self.shared.user_rules.is_empty() && !constraints {
+            return;
+        }
+        let review_value = regorus::Value::from(review.request.to_value());
+        let input_with = |parameters: regorus::Value| {
+            regorus::Value::from(BTreeMap::from([
+                (regorus::Value::from("review"), review_value.clone()),
+                (regorus::Value::from("parameters"), parameters),
+            ]))
+        };
+        if !self.shared.user_rules.is_empty() {
+            let input = input_with(regorus::Value::new_object());
+            for rule in &self.shared.user_rules {
+                self.run_rule(rule, &rule.package, &input, decision);
+            }
+        }
+        if constraints {
+            self.run_constraints(review, decision, |constraint| {
+                input_with(regorus::Value::from(constraint.parameters.clone()))
+            });
+        }
+    }
+
+    /// The path as first written; see [`EvaluationPath::Reference`].
+    fn judge_reference(&self, review: &Review, decision: &mut Decision) {
+        let input = regorus::Value::from(json!({
+            "review": review.request.to_value(),
+            "parameters": {},
+        }));
+        for rule in &self.shared.builtin_rules {
+            let policy = builtin::policy_name(&rule.package);
+            self.run_rule(rule, &policy, &input, decision);
+        }
+        if is_list_wrapper(review) {
+            return;
+        }
+        for rule in &self.shared.user_rules {
+            self.run_rule(rule, &rule.package, &input, decision);
+        }
+        if applies_to_constraints(review) {
+            let review_json = review.request.to_value();
+            self.run_constraints(review, decision, |constraint| {
+                regorus::Value::from(json!({
+                    "review": review_json,
+                    "parameters": constraint.parameters,
+                }))
+            });
+        }
     }
 
     fn run_rule(
@@ -344,8 +416,12 @@ impl Engine {
         }
     }
 
-    fn run_constraints(&self, review: &Review, decision: &mut Decision) {
-        let review_value = review.request.to_value();
+    fn run_constraints(
+        &self,
+        review: &Review,
+        decision: &mut Decision,
+        input_for: impl Fn(&Constraint) -> regorus::Value,
+    ) {
         for constraint in &self.shared.constraints {
             if !constraint.matches(review, &self.inventory) {
                 continue;
@@ -353,10 +429,7 @@ impl Engine {
             let Some(template) = self.shared.templates.get(&constraint.kind) else {
                 continue;
             };
-            let input = regorus::Value::from(json!({
-                "review": review_value,
-                "parameters": constraint.parameters,
-            }));
+            let input = input_for(constraint);
             let policy = constraint.policy_name();
             let outcome = template
                 .rule
@@ -380,16 +453,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// `deckhand.builtin.no_cluster_admin` → `builtin.rego/no-cluster-admin`, so a decision
-/// shows which layer (Rust or Rego) said no.
-fn builtin_policy_name(package: &str) -> String {
-    let guard = package
-        .strip_prefix(BUILTIN_PACKAGE_PREFIX)
-        .map(|rest| rest.trim_start_matches('.'))
-        .unwrap_or(package);
-    format!("builtin.rego/{}", guard.replace('_', "-"))
 }
 
 fn is_list_wrapper(review: &Review) -> bool {
@@ -484,7 +547,13 @@ mod tests {
     fn builtins_compile_to_bytecode() {
         let engine = Engine::with_builtins().expect("built-ins compile");
         assert_eq!(engine.interpreted_rule_count(), 0);
-        assert_eq!(engine.shared.builtin_rules.len(), 3);
+        assert!(engine.shared.builtin_rules.is_empty());
+        let reference = Engine::builder()
+            .evaluation_path(EvaluationPath::Reference)
+            .build()
+            .expect("built-ins compile");
+        assert_eq!(reference.interpreted_rule_count(), 0);
+        assert_eq!(reference.shared.builtin_rules.len(), 3);
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! - [`review`]: one request to the reviews judged: patches applied, lists split,
 //!   names normalised.
 //! - [`guards`]: the built-in guards in Rust, and [`GuardConfig`].
+//! - `builtin` (private): the built-in Rego guards, embedded, as one program over a
+//!   projection of each review.
 //! - `rego` (private): Rego compiled to regorus bytecode, evaluated with a time limit.
 //! - `gatekeeper` (private): ConstraintTemplates, constraints, `spec.match`.
 //! - [`inventory`]: objects already in the cluster (`data.inventory`).
@@ -36,6 +38,7 @@
 //! The built-in Rego guards live in the repository's `policies/builtin/` and are
 //! embedded in the binary.
 
+mod builtin;
 pub mod engine;
 pub mod error;
 pub mod fixtures;
@@ -49,7 +52,7 @@ pub mod request;
 pub mod review;
 pub mod selector;
 
-pub use engine::{Engine, EngineBuilder, DEFAULT_EVALUATION_TIMEOUT, INPUT_POLICY};
+pub use engine::{Engine, EngineBuilder, EvaluationPath, DEFAULT_EVALUATION_TIMEOUT, INPUT_POLICY};
 pub use error::{Error, Result};
 pub use guards::GuardConfig;
 pub use inventory::Inventory;

@@ -118,6 +118,27 @@ pub(crate) fn compile_rules(
     Ok(rules)
 }
 
+/// Compiles one rule, given by its full path (`data.package.rule`), whose result is read
+/// as a whole by the caller.
+pub(crate) fn compile_entry(
+    engine: &mut RegoEngine,
+    origin: &str,
+    entry_point: &str,
+) -> Result<CompiledRule, String> {
+    let backend = compile_entry_point(engine, entry_point)?;
+    let package = entry_point
+        .strip_prefix("data.")
+        .and_then(|path| path.rsplit_once('.'))
+        .map(|(package, _)| package.to_string())
+        .unwrap_or_else(|| origin.to_string());
+    Ok(CompiledRule {
+        package,
+        kind: RuleKind::Violation,
+        entry_point: entry_point.to_string(),
+        backend,
+    })
+}
+
 fn compile_entry_point(engine: &mut RegoEngine, entry_point: &str) -> Result<Backend, String> {
     let rule: regorus::Rc<str> = regorus::Rc::from(entry_point);
     let compiled = engine
@@ -135,6 +156,18 @@ impl CompiledRule {
     /// Whether this rule runs on the interpreter rather than bytecode.
     pub(crate) fn is_interpreted(&self) -> bool {
         matches!(self.backend, Backend::Interpreter(_))
+    }
+
+    /// The bytecode as regorus lists it, for tests on what the compiler made of a rule.
+    #[cfg(test)]
+    pub(crate) fn listing(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Bytecode(program) => Some(regorus::rvm::generate_assembly_listing(
+                program,
+                &Default::default(),
+            )),
+            Backend::Interpreter(_) => None,
+        }
     }
 
     /// Evaluates the rule and returns its result as JSON (`None` when undefined).

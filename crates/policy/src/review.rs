@@ -167,8 +167,12 @@ fn push_with_items(
         .and_then(|object| object.get("items"))
         .and_then(Value::as_array)
         .cloned();
+    // Only a list needs the request again, for its items; anything else moves in.
+    let Some(items) = items else {
+        reviews.push(review_of(request));
+        return Ok(());
+    };
     reviews.push(review_of(request.clone()));
-    let Some(items) = items else { return Ok(()) };
     if depth >= MAX_LIST_DEPTH {
         return Err(format!("lists nest deeper than {MAX_LIST_DEPTH} levels"));
     }

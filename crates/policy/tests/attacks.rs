@@ -2,7 +2,7 @@
 //! operation must be denied by the Rust guards and by the Rego guards each on its own,
 //! and the benign cases must be allowed.
 
-use deckhand_policy::{AdmissionRequest, Engine, Inventory};
+use deckhand_policy::{AdmissionRequest, Decision, Engine, EvaluationPath, Inventory};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
@@ -141,4 +141,87 @@ fn every_route_is_denied_by_both_layers_and_benign_requests_pass() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// A decision with its violations and warnings in a fixed order, to compare two paths.
+fn sorted(mut decision: Decision) -> Decision {
+    decision
+        .violations
+        .sort_by(|a, b| (&a.policy, &a.message).cmp(&(&b.policy, &b.message)));
+    decision
+        .warnings
+        .sort_by(|a, b| (&a.policy, &a.message).cmp(&(&b.policy, &b.message)));
+    decision
+}
+
+/// The projected path (the Rego guards as one program over a projection of the review)
+/// must decide exactly as the reference path (each guard package over the whole
+/// review): same violations, same messages, on every case of the corpus, with and
+/// without user policies loaded.
+#[test]
+fn both_evaluation_paths_decide_every_case_alike() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    type Builder = fn() -> deckhand_policy::EngineBuilder;
+    let builders: [(&str, Builder); 2] = [
+        ("built-ins", Engine::builder),
+        ("built-ins and policies", || {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            Engine::builder()
+                .policy_directory(manifest.join("benches/library"))
+                .policy_directory(manifest.join("../../policies/examples"))
+        }),
+    ];
+    let mut requests: Vec<(String, Value, Vec<Value>)> = load_corpus()
+        .into_iter()
+        .map(|(file, case)| {
+            (
+                format!("{file}: {}", case.name),
+                case.request,
+                case.inventory,
+            )
+        })
+        .collect();
+    for name in [
+        "deployment",
+        "scale",
+        "rolebinding",
+        "cluster_admin_binding",
+    ] {
+        let path = manifest.join(format!("benches/requests/{name}.yaml"));
+        let text = std::fs::read_to_string(&path).expect("readable benchmark request");
+        let document: Value = serde_yaml_ng::from_str(&text).expect("benchmark request parses");
+        requests.push((
+            format!("benches/requests/{name}.yaml"),
+            document,
+            Vec::new(),
+        ));
+    }
+    let mut compared = 0;
+    for (label, builder) in builders {
+        let projected = builder().build().expect("the policies compile");
+        let reference = builder()
+            .evaluation_path(EvaluationPath::Reference)
+            .build()
+            .expect("the policies compile");
+        for (name, request, inventory) in &requests {
+            let Ok(request) = AdmissionRequest::from_value(request.clone()) else {
+                continue;
+            };
+            let (projected, reference) = if inventory.is_empty() {
+                (projected.clone(), reference.clone())
+            } else {
+                (
+                    projected.with_inventory(Inventory::new(inventory.clone())),
+                    reference.with_inventory(Inventory::new(inventory.clone())),
+                )
+            };
+            assert_eq!(
+                sorted(projected.evaluate(&request)),
+                sorted(reference.evaluate(&request)),
+                "{label}: {name}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 150, "only {compared} requests compared");
 }
