@@ -19,10 +19,12 @@
 
 pub mod checks;
 pub mod cli;
+pub mod conductor;
 pub mod config;
 pub mod error;
 pub mod executor;
 pub mod journal;
+pub mod operator;
 pub mod serve;
 pub mod toolbox;
 

@@ -80,6 +80,33 @@ enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the Kubernetes operator: plan, run and restore AIRequest objects (leader
+    /// election through the Lease deckhand-operator; only the leader acts).
+    Operator(OperatorArgs),
+}
+
+/// `deckhand operator`.
+#[derive(Args)]
+struct OperatorArgs {
+    /// Watch AIRequests only in this namespace [default: all namespaces].
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// The namespace of the leader-election Lease.
+    #[arg(long, env = "DECKHAND_LEASE_NAMESPACE", default_value = deckhand::operator::DEFAULT_LEASE_NAMESPACE)]
+    lease_namespace: String,
+    /// This replica's name in the Lease [default: $POD_NAME, else the host name and pid].
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds the Lease holds without renewal (a crashed leader's replacement waits this long).
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+    /// The sandbox root [default: workspace].
+    #[arg(long, env = "DECKHAND_WORKSPACE", value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    tools: ToolsArgs,
 }
 
 /// Where the store is (shared by the store commands).
@@ -345,7 +372,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let default_level = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Operator(_) => "info",
         // One-shot commands print results on stdout; only problems go to stderr.
         _ => "warn",
     };
@@ -562,6 +589,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await;
             Ok(ExitCode::from(status))
+        }
+        Command::Operator(args) => {
+            let mut config = args.store.config(cli.config.as_deref())?;
+            if let Some(dir) = args.workspace {
+                config.workspace = dir;
+            }
+            args.tools.apply(&mut config);
+            let identity = args.identity.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/etc/hostname")
+                    .map(|name| name.trim().to_owned())
+                    .unwrap_or_else(|_| "deckhand".to_owned());
+                format!("{host}-{}", std::process::id())
+            });
+            let mut options = deckhand::operator::Options::new(identity);
+            options.namespace = args.namespace;
+            options.lease_namespace = args.lease_namespace;
+            options.lease_duration = std::time::Duration::from_secs(args.lease_seconds.max(1));
+            deckhand::operator::run(&config, options, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Policy(args) => {
             let status =
