@@ -87,6 +87,11 @@ pub struct AIRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^sha256:[0-9a-f]{64}$"))]
     pub approve: Option<String>,
+    /// The undo: set to `true` once the request has run, and deckhand puts every object
+    /// the request changed back as it was before it (deleting what it created); the phase
+    /// becomes `Restored`. Setting it again after that does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<bool>,
 }
 
 /// What deckhand has made of a request. Written only by deckhand's controller.
@@ -239,6 +244,7 @@ mod tests {
                 namespace: "shop".into(),
                 context: None,
                 approve: approve.map(str::to_owned),
+                restore: None,
             },
         );
         request.status = plan_hash.map(|hash| AIRequestStatus {

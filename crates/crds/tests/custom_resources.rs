@@ -65,6 +65,7 @@ fn spec() -> AIRequestSpec {
         namespace: "shop".into(),
         context: Some("the sale starts at noon".into()),
         approve: None,
+        restore: None,
     }
 }
 

@@ -737,6 +737,7 @@ async fn the_manifests_apply_and_the_rbac_is_least_privilege() {
             namespace: "shop".into(),
             context: None,
             approve: None,
+            restore: None,
         },
     );
     requests
