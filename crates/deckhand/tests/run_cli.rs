@@ -79,11 +79,12 @@ fn plan() -> Plan {
 }
 
 fn deckhand(dir: &Path, kubeconfig: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .current_dir(dir)
-        .args(args)
-        .arg("--builtin-tools-dir")
-        .arg(tools_dir())
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deckhand"));
+    command.current_dir(dir).args(args);
+    if args.first() == Some(&"run") {
+        command.arg("--builtin-tools-dir").arg(tools_dir());
+    }
+    let output = command
         .env("KUBECONFIG", kubeconfig)
         .env("HOME", dir)
         .env("DECKHAND_WASM_CACHE", dir.join("wasm-cache"))
@@ -179,4 +180,90 @@ async fn a_plan_runs_only_with_its_own_hash() {
         dir.path().join("data/deckhand.db").is_file(),
         "the same store as `serve`"
     );
+
+    // Later, in other processes: the thread is in the store with what it changed.
+    let thread = plan.thread_id.to_string();
+    let (code, stdout, stderr) = deckhand(dir.path(), cluster.kubeconfig(), &["threads", "list"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&thread), "{stdout}");
+    let (code, stdout, stderr) = deckhand(
+        dir.path(),
+        cluster.kubeconfig(),
+        &["threads", "show", &thread],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("created apps/v1 Deployment shop/web"),
+        "{stdout}"
+    );
+
+    // Restore: the plan and its hash are shown; without an approval nothing happens.
+    let (code, stdout, stderr) = deckhand(
+        dir.path(),
+        cluster.kubeconfig(),
+        &["threads", "restore", &thread],
+    );
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(stdout.contains("delete"), "{stdout}");
+    assert!(stderr.contains("not restored"), "{stderr}");
+    assert!(deployments.get_opt("web").await.expect("read").is_some());
+    let hash = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("plan hash: "))
+        .expect("the plan's hash is shown")
+        .to_owned();
+    let (code, stdout, stderr) = deckhand(
+        dir.path(),
+        cluster.kubeconfig(),
+        &["threads", "restore", &thread, "--approve", &hash],
+    );
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(stdout.contains("restored"), "{stdout}");
+    let gone = deployments.get_opt("web").await.expect("read");
+    assert!(
+        gone.is_none()
+            || gone
+                .and_then(|web| web.metadata.deletion_timestamp)
+                .is_some(),
+        "the Deployment the thread created is deleted"
+    );
+    // Again: nothing left to do.
+    let (code, stdout, stderr) = deckhand(
+        dir.path(),
+        cluster.kubeconfig(),
+        &["threads", "restore", &thread, "--yes"],
+    );
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(stdout.contains("nothing to do"), "{stdout}");
+
+    // Every decision and write is in the audit log, and the chain holds.
+    let (code, stdout, stderr) = deckhand(dir.path(), cluster.kubeconfig(), &["audit", "verify"]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let records: u64 = stdout
+        .split_whitespace()
+        .find_map(|word| word.parse().ok())
+        .expect("a record count");
+    assert!(records >= 8, "{stdout}");
+
+    // Rated 100: closed.
+    let (code, stdout, stderr) = deckhand(
+        dir.path(),
+        cluster.kubeconfig(),
+        &[
+            "threads",
+            "rate",
+            &thread,
+            "100",
+            "--comment",
+            "exactly right",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("closed"), "{stdout}");
+    let (code, _, stderr) = deckhand(
+        dir.path(),
+        cluster.kubeconfig(),
+        &["threads", "rate", &thread, "101"],
+    );
+    assert_eq!(code, 2, "{stderr}");
 }
