@@ -5,7 +5,8 @@
 //! with the ratio of their medians. Run with
 //! `cargo bench -p deckhand-policy --bench evaluate`; `-- --quick` measures each case
 //! for a tenth of the time; `-- --profile` (or `-- --profile-reference`) only evaluates
-//! each built-ins case [`PROFILE_RUNS`] times on the projected (or reference) path,
+//! each built-ins case (or those whose name contains the next argument)
+//! [`PROFILE_RUNS`] times on the projected (or reference) path,
 //! untimed, for `valgrind --tool=callgrind`, whose instruction counts do not depend on
 //! how busy the machine is.
 
@@ -144,6 +145,31 @@ fn main() {
         ("cluster-admin binding (denied)", &binding, false),
     ];
 
+    let builtins = Engines::build(Engine::builder);
+    let profile = std::env::args().find(|argument| argument.starts_with("--profile"));
+    if let Some(profile) = profile {
+        let engine = if profile == "--profile-reference" {
+            &builtins.reference
+        } else {
+            &builtins.projected
+        };
+        // An argument after the flag keeps only the cases whose name contains it.
+        let only: Option<String> = std::env::args()
+            .skip_while(|argument| !argument.starts_with("--profile"))
+            .nth(1);
+        for (name, request, _) in &cases {
+            if only
+                .as_ref()
+                .is_some_and(|only| !name.contains(only.as_str()))
+            {
+                continue;
+            }
+            for _ in 0..PROFILE_RUNS {
+                std::hint::black_box(engine.evaluate(request));
+            }
+        }
+        return;
+    }
     // The Rust layer alone, to show where the time of a decision goes.
     let config = GuardConfig::default();
     let inventory = Inventory::default();
@@ -157,21 +183,6 @@ fn main() {
         });
     }
 
-    let builtins = Engines::build(Engine::builder);
-    let profile = std::env::args().find(|argument| argument.starts_with("--profile"));
-    if let Some(profile) = profile {
-        let engine = if profile == "--profile-reference" {
-            &builtins.reference
-        } else {
-            &builtins.projected
-        };
-        for (_, request, _) in &cases {
-            for _ in 0..PROFILE_RUNS {
-                std::hint::black_box(engine.evaluate(request));
-            }
-        }
-        return;
-    }
     for (name, request, allowed) in &cases {
         measure(
             &format!("built-ins: {name}"),
