@@ -56,11 +56,12 @@ async fn model(replies: Vec<Value>) -> (Arc<Script>, Arc<Router>) {
         discover: false,
         ..LlmConfig::default()
     };
-    config.backends.insert(
-        "local".into(),
-        BackendConfig::new(BackendKind::OpenaiCompatible, "tiny-planner")
-            .with_base_url(format!("http://{address}/v1")),
-    );
+    let mut backend = BackendConfig::new(BackendKind::OpenaiCompatible, "tiny-planner")
+        .with_base_url(format!("http://{address}/v1"));
+    // These tests are about repairs, not window sizes: with the whole catalog (20+
+    // tools) a repair no longer fits the 8k default window of unknown local models.
+    backend.context_window = Some(16_384);
+    config.backends.insert("local".into(), backend);
     config.routes.insert("planner".into(), vec!["local".into()]);
     let router = Router::from_config(&config, &|_: &str| None::<String>).unwrap();
     (script, Arc::new(router))

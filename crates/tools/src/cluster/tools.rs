@@ -216,10 +216,10 @@ impl ToolKind {
         let object_ref = schema(schemars::schema_for!(ObjectRef));
         let (name, description, mutating, input) = match self {
             Self::Get => ("kube_get", "Reads one Kubernetes object (judged by the policies as a `get`).", false, object_ref),
-            Self::List => ("kube_list", "Lists Kubernetes objects of one kind, in a namespace or everywhere, optionally by label or field selector, in pages (`limit`, `continue`).", false, schema(schemars::schema_for!(ListInput))),
-            Self::Describe => ("kube_describe", "Describes one Kubernetes object as `kubectl describe` does: the object, its recent events, and the chain of its owners (a Pod's ReplicaSet and Deployment).", false, object_ref.clone()),
-            Self::Events => ("kube_events", "Lists recent Kubernetes events (newest last) in a namespace or everywhere, optionally about one kind or object, optionally warnings only.", false, schema(schemars::schema_for!(EventsInput))),
-            Self::Logs => ("kube_logs", "Reads a container's log: the last lines, lines since some seconds, or its previous run after a crash; capped in bytes.", false, schema(schemars::schema_for!(LogsInput))),
+            Self::List => ("kube_list", "Lists Kubernetes objects of one kind (label/field selectors, pages).", false, schema(schemars::schema_for!(ListInput))),
+            Self::Describe => ("kube_describe", "An object, its events and its owners (like kubectl describe).", false, object_ref.clone()),
+            Self::Events => ("kube_events", "Recent events, optionally about one object or warnings only.", false, schema(schemars::schema_for!(EventsInput))),
+            Self::Logs => ("kube_logs", "A container's log (tail, since, previous run).", false, schema(schemars::schema_for!(LogsInput))),
             Self::PodFacts => ("pod_facts", "Gathers what a diagnosis needs about a pod (or a Deployment's/StatefulSet's most troubled pod): the pod, its recent events, and its current and previous containers' logs (tails).", false, schema(schemars::schema_for!(PodInput))),
             Self::DryRun => ("kube_dry_run", "Checks manifests without changing anything: the policies judge each object as asked, the API server dry-runs it, and the policies judge the result as it would be stored.", false, schema(schemars::schema_for!(ManifestsInput))),
             Self::Apply => ("kube_apply", "Applies manifests (server-side apply) after both policy checkpoints and a dry run; runs only with the person's approval.", true, schema(schemars::schema_for!(ManifestsInput))),
