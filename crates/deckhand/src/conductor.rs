@@ -275,14 +275,7 @@ impl Conductor {
                 ),
             ))
             .await;
-        self.audit(
-            who,
-            "plan.approved",
-            thread,
-            hash,
-            json!({"plan": plan.id.to_string(), "interface": self.interface.as_str()}),
-        )
-        .await;
+        // `record_approval` audits `plan.approved` in the same transaction.
         self.execute(plan, &approvals, who, false).await
     }
 

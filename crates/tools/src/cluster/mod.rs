@@ -895,23 +895,10 @@ fn to_value(object: DynamicObject) -> Result<Value> {
 /// The parts of an object that say what it is, without the bookkeeping the API server
 /// changes on its own (versions, timestamps, status).
 fn comparable(object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(fields) = object.as_object_mut() {
-        fields.remove("status");
-        if let Some(metadata) = fields.get_mut("metadata").and_then(Value::as_object_mut) {
-            for volatile in [
-                "resourceVersion",
-                "managedFields",
-                "creationTimestamp",
-                "uid",
-                "generation",
-                "selfLink",
-            ] {
-                metadata.remove(volatile);
-            }
-            if metadata.contains_key("generateName") {
-                metadata.remove("name");
-            }
+    let mut object = snapshot_of(object);
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if metadata.contains_key("generateName") {
+            metadata.remove("name");
         }
     }
     object

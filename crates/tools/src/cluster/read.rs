@@ -151,9 +151,13 @@ impl ClusterGate {
         })
     }
 
-    /// Every object a query matches, page after page (for the gate's own use where the
-    /// whole set matters, e.g. the events of one object).
-    async fn list_all(&self, query: &ListQuery, requested_by: &str) -> Result<Vec<Value>> {
+    /// Every object a query matches, page after page (where the whole set matters, e.g.
+    /// the events of one object).
+    pub(crate) async fn list_all(
+        &self,
+        query: &ListQuery,
+        requested_by: &str,
+    ) -> Result<Vec<Value>> {
         let mut query = query.clone();
         query.limit = Some(MAX_PAGE);
         let mut items = Vec::new();

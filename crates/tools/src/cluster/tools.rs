@@ -544,23 +544,14 @@ impl ClusterTool {
             selectors.push("type=Warning".to_owned());
         }
         let limit = input.limit.map_or(MAX_EVENTS, |limit| limit as usize);
-        let mut query = ListQuery {
+        let query = ListQuery {
             api_version: "v1".to_owned(),
             kind: "Event".to_owned(),
             namespace: input.namespace,
             field_selector: (!selectors.is_empty()).then(|| selectors.join(",")),
-            limit: Some(super::read::MAX_PAGE),
             ..ListQuery::default()
         };
-        let mut events = Vec::new();
-        loop {
-            let page = self.gate.list(&query, who).await?;
-            events.extend(page.items);
-            match page.continue_token {
-                Some(token) => query.continue_token = Some(token),
-                None => break,
-            }
-        }
+        let mut events = self.gate.list_all(&query, who).await?;
         events.sort_by_key(event_time);
         let total = events.len();
         if total > limit {
