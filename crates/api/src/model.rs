@@ -211,6 +211,25 @@ pub struct ThreadDetail {
     pub last_event_id: u64,
 }
 
+/// What one step of a plan would change, shown before anyone approves it
+/// (`GET /api/threads/{id}/plans/{plan}/preview`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StepPreview {
+    /// The step's id within the plan.
+    pub step_id: String,
+    /// The tool the step calls.
+    pub tool: String,
+    /// The object it changes: `apps/v1 Deployment shop/web`.
+    pub target: String,
+    /// The manifest, or the change, the step would apply (YAML).
+    pub yaml: String,
+    /// A unified diff of the live object against what the step would make it; empty
+    /// when the object does not exist yet.
+    pub diff: String,
+    /// Why policies refuse the change (`policy: reason`); empty when it is allowed.
+    pub denied_by: Vec<String>,
+}
+
 /// `POST /api/threads`: start a thread with a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

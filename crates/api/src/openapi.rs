@@ -6,8 +6,8 @@ use crate::error::ErrorBody;
 use crate::model::{
     Approval, AuthSource, CreatedToken, Identity, KnowledgeHit, MessageRole, MessageView,
     Namespaces, NewMessage, NewThread, NewToken, PlanStatus, PlanView, PolicyView, Rating,
-    Rejection, RestoreView, Scope, StepView, ThreadDetail, ThreadEvent, ThreadEventKind,
-    ThreadSummary, TokenRecord, ToolView, WhoAmI,
+    Rejection, RestoreView, Scope, StepPreview, StepView, ThreadDetail, ThreadEvent,
+    ThreadEventKind, ThreadSummary, TokenRecord, ToolView, WhoAmI,
 };
 use crate::{routes, ApiState};
 use axum::routing::get;
@@ -21,14 +21,14 @@ use utoipa::{Modify, OpenApi};
     info(title = "deckhand", description = "deckhand's HTTP API: threads, plans, approvals, knowledge. Events stream over the WebSocket /ws/threads/{id} (see docs/API.md)."),
     paths(
         routes::whoami, routes::list_threads, routes::create_thread, routes::show_thread,
-        routes::post_message, routes::approve, routes::reject, routes::run, routes::cancel,
+        routes::post_message, routes::preview, routes::approve, routes::reject, routes::run, routes::cancel,
         routes::restore, routes::rate, routes::search_knowledge, routes::tools,
         routes::policies, routes::namespaces, routes::list_tokens, routes::create_token,
         routes::revoke_token, crate::alertmanager::receive,
     ),
     components(schemas(
         ErrorBody, ThreadSummary, ThreadDetail, MessageView, MessageRole, PlanView, PlanStatus,
-        StepView, NewThread, NewMessage, Approval, Rejection, Rating, RestoreView, KnowledgeHit,
+        StepView, StepPreview, NewThread, NewMessage, Approval, Rejection, Rating, RestoreView, KnowledgeHit,
         ToolView, PolicyView, ThreadEvent, ThreadEventKind, Identity, Scope, AuthSource,
         TokenRecord, NewToken, CreatedToken, WhoAmI, Namespaces,
         crate::alertmanager::AlertGroup, crate::alertmanager::Alert, crate::alertmanager::HookAnswer,

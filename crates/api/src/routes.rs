@@ -7,7 +7,8 @@ use crate::error::{Error, ErrorBody, Result};
 use crate::model::{
     Approval, CreatedToken, Identity, KnowledgeHit, KnowledgeQuery, MessageView, Namespaces,
     NewMessage, NewThread, NewToken, PlanView, PolicyView, Rating, Rejection, RestoreView, Scope,
-    ThreadDetail, ThreadQuery, ThreadSummary, TokenRecord, ToolView, WhoAmI, MAX_TEXT_BYTES,
+    StepPreview, ThreadDetail, ThreadQuery, ThreadSummary, TokenRecord, ToolView, WhoAmI,
+    MAX_TEXT_BYTES,
 };
 use crate::ApiState;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -33,6 +34,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/threads", get(list_threads).post(create_thread))
         .route("/api/threads/{id}", get(show_thread))
         .route("/api/threads/{id}/messages", post(post_message))
+        .route("/api/threads/{id}/plans/{plan}/preview", get(preview))
         .route("/api/threads/{id}/plans/{plan}/approve", post(approve))
         .route("/api/threads/{id}/plans/{plan}/reject", post(reject))
         .route("/api/threads/{id}/plans/{plan}/run", post(run))
@@ -205,6 +207,22 @@ pub async fn post_message(
         .post_message(&who, thread_id(&id)?, message)
         .await?;
     Ok((StatusCode::CREATED, Json(message)))
+}
+
+/// What each changing step of a plan would apply: manifest, diff against the live
+/// object, policy denials. Read-only, so viewers may look.
+#[utoipa::path(get, path = "/api/threads/{id}/plans/{plan}/preview", tag = "plans",
+    params(("id" = String, Path, description = "thread id"), ("plan" = String, Path, description = "plan id")),
+    responses((status = 200, body = [StepPreview]), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "this service cannot preview")),
+    security(("bearer" = [])))]
+pub async fn preview(
+    Viewer(who): Viewer,
+    State(state): State<ApiState>,
+    Path((id, plan)): Path<(String, String)>,
+) -> Result<Json<Vec<StepPreview>>> {
+    let (thread, plan) = (thread_id(&id)?, plan_id(&plan)?);
+    Ok(Json(state.service().preview(&who, thread, plan).await?))
 }
 
 /// Approves a plan (or one step) by its hash.

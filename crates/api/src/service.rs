@@ -7,11 +7,11 @@
 //! caller's scope and, for operators, that the thread is theirs.
 
 use crate::alertmanager::AlertGroup;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{
     Approval, Identity, KnowledgeHit, KnowledgeQuery, MessageView, NewMessage, NewThread, PlanView,
-    PolicyView, Rating, Rejection, RestoreView, ThreadDetail, ThreadEvent, ThreadQuery,
-    ThreadSummary, TokenRecord, ToolView,
+    PolicyView, Rating, Rejection, RestoreView, StepPreview, ThreadDetail, ThreadEvent,
+    ThreadQuery, ThreadSummary, TokenRecord, ToolView,
 };
 use async_trait::async_trait;
 use deckhand_runtime::{PlanId, ThreadId};
@@ -61,6 +61,26 @@ pub trait Deckhand: Send + Sync + 'static {
         plan: PlanId,
         rejection: Rejection,
     ) -> Result<PlanView>;
+
+    /// What each step of a plan that changes something would apply: the manifest, a
+    /// diff against the live object and the policies that refuse it, so a person sees
+    /// the change before approving it. Nothing is written.
+    ///
+    /// The default answers [`Error::Unavailable`]: a service that cannot compute
+    /// previews still serves everything else.
+    async fn preview(
+        &self,
+        who: &Identity,
+        thread: ThreadId,
+        plan: PlanId,
+    ) -> Result<Vec<StepPreview>> {
+        let _ = who;
+        Err(Error::Unavailable {
+            message: format!(
+                "this deckhand service cannot preview plans (thread {thread}, plan {plan})"
+            ),
+        })
+    }
 
     /// Starts running a plan (its mutating steps wait for their approvals).
     async fn run(&self, who: &Identity, thread: ThreadId, plan: PlanId) -> Result<PlanView>;

@@ -80,6 +80,12 @@ fn routes(thread: &str, plan: &str, hash: &str) -> Vec<(Method, String, Option<V
             Scope::Operator,
         ),
         (
+            Method::GET,
+            format!("/api/threads/{thread}/plans/{plan}/preview"),
+            None,
+            Scope::Viewer,
+        ),
+        (
             Method::POST,
             format!("/api/threads/{thread}/plans/{plan}/approve"),
             Some(json!({"hash": hash})),
