@@ -11,6 +11,7 @@
 //! - [`routes`]: the JSON API under `/api/`.
 //! - [`openapi`]: `/openapi.json`, generated from [`model`] and [`routes`].
 //! - [`ws`]: `/ws/threads/{id}`, a thread's events streamed and resumable.
+//! - [`gui`]: the web command center at `/`, its assets embedded in the binary.
 //! - [`auth`]: bearer tokens (hashed), scopes, the [`Viewer`]/[`Operator`]/[`Admin`]
 //!   extractors; [`oidc`]: JWTs against a JWKS; [`ratelimit`]: per-caller token buckets.
 //! - [`metrics`]: the Prometheus registry and `/metrics`.
@@ -22,6 +23,7 @@ pub mod alertmanager;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gui;
 pub mod health;
 pub mod metrics;
 pub mod model;
@@ -177,9 +179,9 @@ impl Api {
         self
     }
 
-    /// Serves `routes` too, behind the same metrics, body limit and CORS layers: the
-    /// place for the web command center's embedded assets at `/`. They handle their own
-    /// authentication (a page must load before its user can log in).
+    /// Serves `routes` too, behind the same metrics, body limit and CORS layers (an
+    /// embedder's own pages or hooks). They handle their own authentication. The web
+    /// command center ([`gui`]) is always served at `/`.
     pub fn merge(mut self, routes: Router) -> Self {
         self.extra = self.extra.merge(routes);
         self
@@ -229,6 +231,7 @@ impl Api {
             .route("/metrics", get(metrics_route))
             .with_state(state)
             .merge(health_routes().with_state(self.health))
+            .merge(gui::router())
             .merge(self.extra)
             .route_layer(axum::middleware::from_fn_with_state(
                 self.metrics,

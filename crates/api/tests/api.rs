@@ -719,7 +719,7 @@ fn the_config_rejects_unknown_keys_and_reads_every_table() {
 }
 
 #[tokio::test]
-async fn extra_routes_such_as_the_command_center_share_the_layers() {
+async fn extra_routes_and_the_command_center_share_the_layers() {
     use axum::routing::get;
     use deckhand_api::{Api, AppState};
     use std::sync::Arc;
@@ -731,17 +731,19 @@ async fn extra_routes_such_as_the_command_center_share_the_layers() {
     };
     let router = Api::new(service, tokens, health)
         .merge(axum::Router::new().route(
-            "/",
-            get(|| async { "<!doctype html><title>deckhand</title>" }),
+            "/embedder/page",
+            get(|| async { "<!doctype html><title>embedded</title>" }),
         ))
         .build()
         .unwrap();
-    let page = router
-        .clone()
-        .oneshot(Request::get("/").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
+    for path in ["/", "/embedder/page"] {
+        let page = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+    }
     let metrics = router
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await
@@ -756,8 +758,10 @@ async fn extra_routes_such_as_the_command_center_share_the_layers() {
             .to_vec(),
     )
     .unwrap();
-    assert!(
-        text.contains("deckhand_http_requests_total{route=\"/\",method=\"GET\",status=\"200\"} 1"),
-        "{text}"
-    );
+    for route in ["/", "/embedder/page"] {
+        let line = format!(
+            "deckhand_http_requests_total{{route=\"{route}\",method=\"GET\",status=\"200\"}} 1"
+        );
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
 }
