@@ -279,16 +279,62 @@ fn browser_prerequisites() -> PathBuf {
     node_dir
 }
 
-/// The whole flow in headless Chromium: log in, ask, the plan's DAG, preview and diff,
-/// approve, run, restore, rate 100, a policy denial, a 401 back to the login page.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_drives_the_command_center_in_a_real_browser() {
+/// Serves the API over `service` on a loopback port and runs `drive.mjs --scenario
+/// NAME` against it as `token`; returns where the screenshots are.
+async fn drive(fixture: &Fixture, scenario: &str, token: &str, subject: &str) -> PathBuf {
     let node_dir = browser_prerequisites();
-    // Paced: replies stream a word at a time and plans run a step at a time, as a
-    // person sees them.
-    let service = MemoryDeckhand::paced(Duration::from_millis(40));
-    let fixture = Fixture::serving(ApiConfig::default(), service.clone(), service.clone());
-    // A resolved thread for "similar past threads" and the history.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = fixture.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let artifacts = artifacts_dir().join(scenario);
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gui/drive.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&driver)
+        .args(["--base-url", &format!("http://{address}/")])
+        .args(["--token", token])
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .args(["--scenario", scenario, "--subject", subject])
+        .env("DECKHAND_NODE_DIR", &node_dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("the browser scenario did not finish in 300 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "the browser scenario {scenario} failed ({}); screenshots in {}:\n{stdout}\n{stderr}",
+        output.status,
+        artifacts.display()
+    );
+    artifacts
+}
+
+fn assert_screenshots(artifacts: &Path, stages: &[&str]) {
+    for stage in stages {
+        let screenshot = artifacts.join(format!("{stage}.png"));
+        let bytes = std::fs::read(&screenshot)
+            .unwrap_or_else(|error| panic!("{}: {error}", screenshot.display()));
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+            "{} is not a real screenshot ({} bytes)",
+            screenshot.display(),
+            bytes.len()
+        );
+    }
+}
+
+/// A thread olga asked for and rated 100: the history's and similar threads' content.
+async fn seed_resolved_thread(service: &MemoryDeckhand) {
     let olga = identity("olga", Scope::Operator);
     let seeded = service
         .create_thread(
@@ -311,62 +357,55 @@ async fn a_person_drives_the_command_center_in_a_real_browser() {
         )
         .await
         .unwrap();
+}
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let router = fixture.router.clone();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-
-    let artifacts = artifacts_dir().join("memory");
-    let _ = std::fs::remove_dir_all(&artifacts);
-    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gui/drive.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&driver)
-        .args(["--base-url", &format!("http://{address}/")])
-        .args(["--token", &fixture.operator])
-        .arg("--artifacts")
-        .arg(&artifacts)
-        .args(["--scenario", "memory", "--subject", "olga"])
-        .env("DECKHAND_NODE_DIR", &node_dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the browser scenario did not finish in 300 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success(),
-        "the browser scenario failed ({}); screenshots in {}:\n{stdout}\n{stderr}",
-        output.status,
-        artifacts.display()
+/// The whole flow in headless Chromium: log in, ask, the plan's DAG, preview and diff,
+/// approve, run, restore, rate 100 (and the history after a reload), a policy denial,
+/// a `#token=` link, a 401 back to the login page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_drives_the_command_center_in_a_real_browser() {
+    // Paced: replies stream a word at a time and plans run a step at a time, as a
+    // person sees them.
+    let service = MemoryDeckhand::paced(Duration::from_millis(40));
+    let fixture = Fixture::serving(ApiConfig::default(), service.clone(), service.clone());
+    seed_resolved_thread(&service).await;
+    let artifacts = drive(&fixture, "memory", &fixture.operator, "olga").await;
+    assert_screenshots(
+        &artifacts,
+        &[
+            "01-login-page",
+            "02-login-refused",
+            "03-logged-in",
+            "04-plan",
+            "05-step-detail",
+            "06-preview",
+            "07-approved",
+            "08-result",
+            "09-restored",
+            "10-rated",
+            "11-policy-denied",
+            "12-token-link",
+            "13-session-ended",
+        ],
     );
-    for stage in [
-        "01-login-page",
-        "02-login-refused",
-        "03-logged-in",
-        "04-plan",
-        "05-step-detail",
-        "06-preview",
-        "07-approved",
-        "08-result",
-        "09-restored",
-        "10-rated",
-        "11-policy-denied",
-        "12-session-ended",
-    ] {
-        let screenshot = artifacts.join(format!("{stage}.png"));
-        let bytes = std::fs::read(&screenshot)
-            .unwrap_or_else(|error| panic!("{}: {error}", screenshot.display()));
-        assert!(
-            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
-            "{} is not a real screenshot ({} bytes)",
-            screenshot.display(),
-            bytes.len()
-        );
-    }
+}
+
+/// A viewer's token: the history and plans are there, every control that acts is
+/// disabled, previews are not; logging out forgets the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_watches_but_cannot_act_in_the_command_center() {
+    let service = MemoryDeckhand::paced(Duration::from_millis(40));
+    let fixture = Fixture::serving(ApiConfig::default(), service.clone(), service.clone());
+    seed_resolved_thread(&service).await;
+    let artifacts = drive(&fixture, "smoke", &fixture.viewer, "vera").await;
+    assert_screenshots(
+        &artifacts,
+        &[
+            "01-login-page",
+            "02-login-refused",
+            "03-logged-in",
+            "04-viewer-watches",
+            "05-logged-out",
+        ],
+    );
 }

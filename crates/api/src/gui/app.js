@@ -21,6 +21,11 @@ const state = {
   errors: [], // texts of `error` events in the open thread
   result: null,
   restore: null,
+  // Opening a thread replays its events from the first: those up to `replayUntil`
+  // were already in the thread's detail, and only add what the detail lacks (the
+  // result, restores, who approved what) to the conversation, after `replayAnchor`.
+  replayUntil: 0,
+  replayAnchor: null,
 };
 
 // ---------------------------------------------------------------- small helpers
@@ -143,6 +148,12 @@ function reportUnlessSessionEnded(error) {
 }
 
 window.addEventListener('hashchange', () => {
+  if (location.hash.startsWith('#token=')) {
+    // A login link pasted into an open tab: it replaces the session.
+    state.stream?.close();
+    loginFromLink().catch(reportUnlessSessionEnded);
+    return;
+  }
   if (!state.identity) return;
   const open = state.detail ? `#/threads/${state.detail.thread.id}` : '';
   if (location.hash !== open) route().catch(reportUnlessSessionEnded);
@@ -213,6 +224,8 @@ function resetThreadState() {
   state.errors = [];
   state.result = null;
   state.restore = null;
+  state.replayUntil = 0;
+  state.replayAnchor = null;
   $('messages').dataset.tokenCount = '0';
 }
 
@@ -240,7 +253,8 @@ function showThread(detail) {
   const hash = `#/threads/${detail.thread.id}`;
   if (location.hash !== hash) history.replaceState(null, '', hash);
   render();
-  state.stream = new EventStream(detail.thread.id, detail.last_event_id, {
+  state.replayUntil = detail.last_event_id;
+  state.stream = new EventStream(detail.thread.id, 0, {
     onEvent: applyEvent,
     onState: showLiveState,
   });
@@ -312,12 +326,12 @@ $('compose-text').addEventListener('keydown', (event) => {
 // ---------------------------------------------------------------- events
 
 function addMessage(message) {
+  // The finished message replaces the agent's streamed draft.
+  if (message.role === 'agent') document.querySelector(`[data-testid="streaming-reply"][data-agent="${CSS.escape(message.author)}"]`)?.remove();
   const messages = state.detail.messages;
   if (messages.some((known) => known.seq === message.seq)) return;
   messages.push(message);
   messages.sort((a, b) => a.seq - b.seq);
-  // The finished message replaces the agent's streamed draft.
-  if (message.role === 'agent') document.querySelector(`[data-testid="streaming-reply"][data-agent="${CSS.escape(message.author)}"]`)?.remove();
   $('messages').append(messageItem(message));
   scrollMessages();
 }
@@ -330,9 +344,68 @@ function messageItem(message) {
     el('p', { class: 'message-text', text: message.text }));
 }
 
+function activityItem(text) {
+  return el('li', { class: 'activity', 'data-testid': 'activity', text });
+}
+
 function activity(text) {
-  $('messages').append(el('li', { class: 'activity', 'data-testid': 'activity', text }));
+  $('messages').append(activityItem(text));
   scrollMessages();
+}
+
+/** The conversation line an event adds, if any. */
+function activityText(kind, data) {
+  switch (kind) {
+    case 'plan_proposed':
+      return `${data.created_by} proposed a plan of ${data.steps?.length ?? 0} steps (${data.hash}).`;
+    case 'approval':
+    case 'rejection': {
+      const what = data.step ? `step ${data.step}` : 'the plan';
+      const verb = kind === 'approval' ? 'approved' : 'rejected';
+      return `${data.by} ${verb} ${what} (${data.hash})${data.reason ? `: ${data.reason}` : ''}.`;
+    }
+    case 'plan_finished':
+      return `The plan finished: ${data.outcome}.`;
+    case 'restore':
+      return `Restored: ${(data.restored ?? []).join(', ') || 'nothing to restore'}${data.failed?.length ? `; failed: ${data.failed.join(', ')}` : ''}.`;
+    case 'rating':
+      return `${data.by} rated the thread ${data.rating}${data.comment ? `: “${data.comment}”` : ''}.`;
+    default:
+      return null;
+  }
+}
+
+function noteStepApproval(planId, step) {
+  if (!state.approvedSteps.has(planId)) state.approvedSteps.set(planId, new Set());
+  state.approvedSteps.get(planId).add(step);
+}
+
+/** An event the thread's detail already reflects: only what the detail lacks is kept. */
+function replayEvent(event) {
+  const data = event.data ?? {};
+  if (event.kind === 'message') {
+    const item = document.querySelector(`#messages [data-seq="${Number(data.seq)}"]`);
+    if (item) state.replayAnchor = item;
+    return;
+  }
+  if (event.kind === 'approval' && data.step) noteStepApproval(data.plan_id, data.step);
+  if (event.kind === 'result') state.result = data.text;
+  if (event.kind === 'restore') state.restore = data;
+  if (event.kind === 'error') state.errors.push(data.message ?? 'an error without a message');
+  const text = activityText(event.kind, data);
+  if (text) {
+    const item = activityItem(text);
+    if (state.replayAnchor) state.replayAnchor.after(item);
+    else $('messages').prepend(item);
+    state.replayAnchor = item;
+  }
+  if (['approval', 'result', 'restore', 'error'].includes(event.kind)) {
+    const plan = currentPlan();
+    if (plan) renderStep(plan);
+    renderOutcome();
+    renderDenials();
+  }
+  if (event.id === state.replayUntil) scrollMessages();
 }
 
 function scrollMessages() {
@@ -360,6 +433,10 @@ function findPlan(id) {
 
 function applyEvent(event) {
   if (!state.detail || event.thread_id !== state.detail.thread.id) return;
+  if (event.id <= state.replayUntil) {
+    replayEvent(event);
+    return;
+  }
   const data = event.data ?? {};
   switch (event.kind) {
     case 'message':
@@ -375,8 +452,8 @@ function applyEvent(event) {
       else plans.push(data);
       state.previews = null;
       state.selectedStep = null;
-      activity(`${data.created_by} proposed a plan of ${data.steps.length} steps (${data.hash}).`);
       render();
+      activity(activityText(event.kind, data));
       break;
     }
     case 'step': {
@@ -400,18 +477,16 @@ function applyEvent(event) {
         plan.status = approved ? 'approved' : 'rejected';
         if (approved) plan.approved_by = data.by;
       } else if (plan && approved) {
-        if (!state.approvedSteps.has(plan.id)) state.approvedSteps.set(plan.id, new Set());
-        state.approvedSteps.get(plan.id).add(data.step);
+        noteStepApproval(plan.id, data.step);
       }
-      const what = data.step ? `step ${data.step}` : 'the plan';
-      activity(`${data.by} ${approved ? 'approved' : 'rejected'} ${what} (${data.hash})${data.reason ? `: ${data.reason}` : ''}.`);
+      activity(activityText(event.kind, data));
       renderPlan();
       break;
     }
     case 'plan_finished': {
       const plan = findPlan(data.plan_id);
       if (plan) plan.status = data.outcome;
-      activity(`The plan finished: ${data.outcome}.`);
+      activity(activityText(event.kind, data));
       renderPlan();
       refreshDetail();
       break;
@@ -422,13 +497,13 @@ function applyEvent(event) {
       break;
     case 'restore':
       state.restore = data;
-      activity(`Restored: ${(data.restored ?? []).join(', ') || 'nothing to restore'}${data.failed?.length ? `; failed: ${data.failed.join(', ')}` : ''}.`);
+      activity(activityText(event.kind, data));
       renderOutcome();
       break;
     case 'rating':
       state.detail.thread.rating = data.rating;
       if (data.rating === 100) state.detail.thread.status = 'closed';
-      activity(`${data.by} rated the thread ${data.rating}${data.comment ? `: “${data.comment}”` : ''}.`);
+      activity(activityText(event.kind, data));
       renderThreadHead();
       renderOutcome();
       loadThreads().catch(() => {});
@@ -545,7 +620,7 @@ function renderStep(plan) {
 
 function diffView(diff) {
   const pre = el('pre', { class: 'code diff' });
-  for (const line of diff.split('\n')) {
+  for (const line of diff.replace(/\n$/, '').split('\n')) {
     let kind = 'same';
     if (line.startsWith('+++') || line.startsWith('---')) kind = 'file';
     else if (line.startsWith('@@')) kind = 'hunk';
@@ -566,6 +641,10 @@ function renderPreview(plan) {
   if (preview.error) {
     list.append(el('p', { class: 'warning', 'data-testid': 'preview-error', text: `No preview: ${preview.error}` }));
     return;
+  }
+  if (FINAL_PLAN_STATES.has(plan.status) && !FINAL_PLAN_STATES.has(preview.planStatus)) {
+    list.append(el('p', { class: 'muted', 'data-testid': 'preview-stale',
+      text: `Previewed before the plan ${plan.status}: the live objects may have changed since. Preview again to compare with them now.` }));
   }
   if (preview.steps.length === 0) {
     list.append(el('p', { class: 'muted', 'data-testid': 'preview-empty', text: 'No step of this plan changes anything.' }));
@@ -676,10 +755,10 @@ function replacePlan(view) {
 $('preview-button').addEventListener('click', (event) => act(event.currentTarget, async () => {
   const plan = currentPlan();
   try {
-    state.previews = { planId: plan.id, steps: await api.preview(state.detail.thread.id, plan.id) };
+    state.previews = { planId: plan.id, planStatus: plan.status, steps: await api.preview(state.detail.thread.id, plan.id) };
   } catch (error) {
     if (error.status === 401) throw error;
-    state.previews = { planId: plan.id, steps: [], error: describe(error) };
+    state.previews = { planId: plan.id, planStatus: plan.status, steps: [], error: describe(error) };
   }
   renderPlan();
   renderDenials();
@@ -741,7 +820,33 @@ $('rating-form').addEventListener('submit', (event) => {
 
 // ---------------------------------------------------------------- start
 
+/** A `#token=…` link (deckhand serve logs one with the first admin token) logs in. */
+async function loginFromLink() {
+  const match = /^#token=([^&]+)$/.exec(location.hash);
+  if (!match) return false;
+  // Out of the address bar and the history before anything else: a token is a secret.
+  history.replaceState(null, '', location.pathname);
+  let token;
+  try {
+    token = decodeURIComponent(match[1]).trim();
+  } catch {
+    showLogin('The link\'s token is not readable. Paste the token instead.');
+    return true;
+  }
+  try {
+    const answer = await api.whoami(token);
+    storeToken(token);
+    await enterApp(answer.identity);
+  } catch (error) {
+    showLogin(error instanceof ApiError && error.status === 401
+      ? 'The link\'s token was refused (401). Paste a valid token.'
+      : `Could not log in: ${describe(error)}`);
+  }
+  return true;
+}
+
 async function boot() {
+  if (await loginFromLink()) return;
   if (!storedToken()) {
     showLogin();
     return;

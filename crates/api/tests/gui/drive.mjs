@@ -169,6 +169,18 @@ async function login() {
 
 async function smoke() {
   await login();
+  const who = await byTestId('whoami').textContent();
+  if (who.endsWith('· viewer') && await byTestId('thread-item').count() > 0) {
+    await stage('viewer-watches', async () => {
+      await byTestId('thread-item').first().click();
+      await visible('plan-panel', 'a thread\'s plan');
+      await visible('scope-note', 'why a viewer cannot act');
+      for (const control of ['approve-button', 'reject-button', 'run-button', 'compose-text', 'restore-button', 'rating-submit']) {
+        expect(await byTestId(control).isDisabled(), `${control} is enabled for a viewer`);
+      }
+      expect(await byTestId('preview-button').isEnabled(), 'a viewer cannot preview');
+    });
+  }
   await stage('logged-out', async () => {
     await byTestId('logout-button').click();
     await visible('login-view', 'the login form after logging out');
@@ -265,6 +277,7 @@ async function flow() {
       const nodes = await nodeStates();
       expect(nodes.every((node) => node.state === 'succeeded'), `steps after the run: ${JSON.stringify(nodes)}`);
       await textOf('result-text', 'Done: look: succeeded, scale: succeeded', 'the result');
+      await visible('preview-stale', 'the note that the preview predates the run');
     }
     await visible('restore-button', 'the restore button of a thread that changed something');
   });
@@ -290,6 +303,14 @@ async function flow() {
     await visible('app-view', 'the command center after a reload');
     await textOf('thread-meta', 'closed', 'the reopened thread');
     await textOf('rating-status', 'Rated 100', 'the rating after a reload');
+    // What the thread's detail lacks comes back from its replayed events, in place.
+    await textOf('messages', 'approved the plan', 'the approval in the replayed history');
+    await textOf('messages', 'rated the thread 100', 'the rating in the replayed history');
+    await visible('restored-item', 'the restore in the replayed history');
+    if (exact) await textOf('result-text', 'Done: look: succeeded, scale: succeeded', 'the result after a reload');
+    const order = await page.$$eval('#messages > li', (items) => items.map((item) => item.dataset.role ?? item.textContent));
+    const approvedAt = order.findIndex((line) => line.includes('approved the plan'));
+    expect(approvedAt > order.indexOf('user'), `the approval is not after the request: ${JSON.stringify(order)}`);
   });
 }
 
@@ -312,6 +333,23 @@ async function memory() {
     await until(() => [...document.querySelectorAll('[data-testid="denial"][data-source="step"]')]
       .some((item) => item.textContent.includes('denied by policy')), undefined, 'the step failure listed with its reason');
     expect(await byTestId('restore-button').isHidden(), 'a restore button on a thread that changed nothing');
+  });
+
+  await stage('token-link', async () => {
+    // The link `deckhand serve` logs with its first admin token: logged in at once,
+    // the token kept for the tab but gone from the address bar.
+    await page.evaluate(() => sessionStorage.clear());
+    await page.goto('about:blank');
+    await page.goto(new URL(`/#token=${encodeURIComponent(options.token)}`, options['base-url']).href, { waitUntil: 'load' });
+    await visible('app-view', 'the command center from a #token= link');
+    await textOf('whoami', options.subject ?? /\S/, 'the caller from the link');
+    expect(!page.url().includes('token='), `the token stayed in the address bar: ${page.url()}`);
+    expect(await page.evaluate(() => sessionStorage.getItem('deckhand.token')) === options.token, 'the link\'s token was not kept');
+    // The same link pasted into a tab that is already open (a same-document navigation).
+    await page.evaluate(() => sessionStorage.clear());
+    await page.evaluate((token) => { location.hash = `#token=${encodeURIComponent(token)}`; }, options.token);
+    await until(() => sessionStorage.getItem('deckhand.token') !== null && !location.href.includes('token='),
+      undefined, 'a link pasted into an open tab logging in');
   });
 
   await stage('session-ended', async () => {
