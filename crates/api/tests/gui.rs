@@ -302,9 +302,10 @@ async fn drive(fixture: &Fixture, scenario: &str, token: &str, subject: &str) ->
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(Duration::from_secs(300), run)
+    // Under nextest's 300 s limit, so this message is the one a hung browser leaves.
+    let output = tokio::time::timeout(Duration::from_secs(240), run)
         .await
-        .expect("the browser scenario did not finish in 300 s")
+        .expect("the browser scenario did not finish in 240 s")
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -360,8 +361,9 @@ async fn seed_resolved_thread(service: &MemoryDeckhand) {
 }
 
 /// The whole flow in headless Chromium: log in, ask, the plan's DAG, preview and diff,
-/// approve, run, restore, rate 100 (and the history after a reload), a policy denial,
-/// a `#token=` link, a 401 back to the login page.
+/// approve, run, restore, rate 100 (and the history after a reload), a step approved
+/// alone and a policy denial, a rejection with its reason, a cancellation, a `#token=`
+/// link, a 401 back to the login page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_drives_the_command_center_in_a_real_browser() {
     // Paced: replies stream a word at a time and plans run a step at a time, as a
@@ -384,8 +386,10 @@ async fn a_person_drives_the_command_center_in_a_real_browser() {
             "09-restored",
             "10-rated",
             "11-policy-denied",
-            "12-token-link",
-            "13-session-ended",
+            "12-rejected",
+            "13-cancelled",
+            "14-token-link",
+            "15-session-ended",
         ],
     );
 }

@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 
 const INSTALL_HINT = 'run scripts/install-chromium.sh (it installs Debian\'s chromium and playwright-core)';
 /** How long one expectation may take to come true on a loaded 2-core machine. */
-const PATIENCE_MS = 20_000;
+const PATIENCE_MS = 30_000;
 
 class ExpectationFailed extends Error {}
 
@@ -320,6 +320,12 @@ async function memory() {
   await stage('policy-denied', async () => {
     await byTestId('new-request-button').click();
     await ask('scale web to 3 replicas in kube-system', 'kube-system');
+    // One step approved on its own first, from the step panel.
+    await byTestId('dag-node-scale').click();
+    await byTestId('step-approve-button').click();
+    await until(() => [...document.querySelectorAll('[data-testid="activity"]')].some((line) => line.textContent.includes('approved step scale')),
+      undefined, 'the step approval in the conversation');
+    await textOf('step-detail', 'this step, on its own', 'the step marked approved');
     await byTestId('preview-button').click();
     await textOf('preview-denied-scale', 'no-kube-system-writes', 'the policy denial in the preview');
     await until(() => [...document.querySelectorAll('[data-testid="denial"][data-source="preview"]')]
@@ -333,6 +339,26 @@ async function memory() {
     await until(() => [...document.querySelectorAll('[data-testid="denial"][data-source="step"]')]
       .some((item) => item.textContent.includes('denied by policy')), undefined, 'the step failure listed with its reason');
     expect(await byTestId('restore-button').isHidden(), 'a restore button on a thread that changed nothing');
+  });
+
+  await stage('rejected', async () => {
+    await ask('scale web to 5 replicas in shop', 'shop');
+    await byTestId('reject-reason').fill('5 is too many');
+    await byTestId('reject-button').click();
+    await textOf('plan-status', 'rejected', 'the plan status after rejecting');
+    await until(() => [...document.querySelectorAll('[data-testid="activity"]')].some((line) => line.textContent.includes('rejected the plan')
+      && line.textContent.includes('5 is too many')), undefined, 'the rejection and its reason in the conversation');
+    expect(await byTestId('approve-button').isDisabled() && await byTestId('run-button').isDisabled(), 'a rejected plan can still be approved or run');
+  });
+
+  await stage('cancelled', async () => {
+    await ask('scale web to 4 replicas in shop', 'shop');
+    await byTestId('approve-button').click();
+    await textOf('plan-status', 'approved', 'the plan status after approving');
+    await byTestId('cancel-button').click();
+    await textOf('plan-status', 'cancelled', 'the plan status after cancelling');
+    await until(() => [...document.querySelectorAll('[data-testid="activity"]')].some((line) => line.textContent.includes('finished: cancelled')),
+      undefined, 'the cancellation in the conversation');
   });
 
   await stage('token-link', async () => {
