@@ -49,6 +49,10 @@ pub struct ChatRequest {
     /// The most tokens the answer may have.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// The thread this request serves. Never sent to a backend: the router passes it to
+    /// the usage ledger and its sinks, so every call's usage is stored per thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
 }
 
 impl ChatRequest {
@@ -79,6 +83,51 @@ impl ChatRequest {
     pub fn with_max_tokens(mut self, max_tokens: u32) -> Self {
         self.max_tokens = Some(max_tokens);
         self
+    }
+
+    /// Attributes the request's usage (every call it causes: retries, repairs, a
+    /// history summary) to thread `thread_id`.
+    #[must_use]
+    pub fn with_thread(mut self, thread_id: impl Into<String>) -> Self {
+        self.thread_id = Some(thread_id.into());
+        self
+    }
+}
+
+impl ResponseSchema {
+    /// The schema of `T`, named as OpenAI accepts (`a-zA-Z0-9_-`, at most 64): what
+    /// [`crate::Router::structured`] asks for, so callers can measure a structured
+    /// request before sending it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSchema`] when the generated schema cannot be written as JSON.
+    pub fn of<T: schemars::JsonSchema>() -> Result<Self> {
+        Ok(Self {
+            name: schema_name(&T::schema_name()),
+            schema: serde_json::to_value(schemars::schema_for!(T)).map_err(|error| {
+                Error::InvalidSchema {
+                    message: error.to_string(),
+                }
+            })?,
+        })
+    }
+}
+
+/// A schema name as OpenAI accepts it: `a-zA-Z0-9_-`, at most 64 characters.
+fn schema_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                true => c,
+                false => '_',
+            },
+        )
+        .take(64)
+        .collect();
+    match cleaned.is_empty() {
+        true => "answer".to_owned(),
+        false => cleaned,
     }
 }
 

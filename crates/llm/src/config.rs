@@ -304,8 +304,12 @@ pub struct LlmConfig {
     pub redaction: RedactionConfig,
     /// How many times a model is asked to repair structured output that breaks its schema.
     pub max_repairs: u32,
-    /// Tool outputs above this many estimated tokens are cut in the middle.
+    /// Tool outputs above this many tokens are cut in the middle.
     pub max_tool_output_tokens: usize,
+    /// Whether old turns that do not fit a model's window are summarised by that model
+    /// (one call of at most 512 tokens) rather than only dropped; when the summary
+    /// fails they are dropped with a note.
+    pub summarize_history: bool,
 }
 
 impl Default for LlmConfig {
@@ -320,6 +324,7 @@ impl Default for LlmConfig {
             redaction: RedactionConfig::default(),
             max_repairs: 2,
             max_tool_output_tokens: crate::tokens::DEFAULT_MAX_TOOL_OUTPUT_TOKENS,
+            summarize_history: true,
         }
     }
 }

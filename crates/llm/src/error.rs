@@ -173,6 +173,16 @@ pub enum Error {
         /// Every problem found.
         problems: Vec<String>,
     },
+    /// A usage sink could not store a record (the router logs this and carries on:
+    /// accounting never fails a request).
+    #[error("usage sink {sink} could not store a record")]
+    UsageSink {
+        /// The sink's name.
+        sink: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Every backend of a route failed.
     #[error("every backend for {route} failed: {}", attempts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     AllFailed {
@@ -201,6 +211,7 @@ impl Error {
             Self::Offline { .. } => "offline",
             Self::Cancelled => "cancelled",
             Self::Config { .. } => "config",
+            Self::UsageSink { .. } => "usage_sink",
             Self::AllFailed { .. } => "all_failed",
         }
     }

@@ -42,8 +42,10 @@
 //! - [`extract`]: JSON and tool calls found in a model's prose.
 //! - [`prompt`]: tools and schemas described in the prompt for backends without them.
 //! - [`redact`]: secrets removed before anything leaves.
-//! - [`tokens`]: token estimates, context windows, history trimming.
-//! - [`usage`]: tokens, latency, errors and cost per backend, model and agent.
+//! - [`tokens`]: token counts per model (exact for OpenAI's tokenizers, estimated
+//!   elsewhere), context windows, fitting a conversation into one.
+//! - [`usage`]: every call's tokens, latency, error and cost, per backend, model, agent
+//!   and thread; metrics, and sinks that store the records.
 //! - `unavailable` (private): a configured backend missing its key.
 //! - `http` (private): sending, HTTP error classification, line and SSE readers.
 
@@ -75,6 +77,7 @@ pub use error::{Error, FailedAttempt, Result, TimeoutPhase};
 pub use message::{Message, Role, ToolCall};
 pub use offline::Offline;
 pub use redact::Redactor;
-pub use router::{Router, Structured};
+pub use router::{Discovery, Router, Structured};
+pub use tokens::{ContextFit, Counter};
 pub use tokio_util::sync::CancellationToken;
-pub use usage::{Usage, UsageSnapshot};
+pub use usage::{sink_fn, Purpose, Usage, UsageRecord, UsageSink, UsageSnapshot};

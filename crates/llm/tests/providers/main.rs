@@ -10,6 +10,8 @@
 mod mock;
 
 mod anthropic;
+mod context;
+mod discovery;
 mod gemini;
 mod ollama;
 mod openai;
