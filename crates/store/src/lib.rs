@@ -9,6 +9,7 @@
 //! - [`snapshots`]: the state of objects before a thread first touched them.
 //! - [`tokens`]: API tokens, by hash.
 //! - [`knowledge`]: knowledge entries and full-text search (FTS5, `tsvector`).
+//! - [`usage`]: LLM usage per call and per thread, with totals.
 //! - [`replicated`]: [`ReplicatedStore`]: a local SQLite store whose writes are copied to
 //!   a shared PostgreSQL through an outbox, working on while PostgreSQL is unreachable.
 //! - [`error`]: this crate's error type.
@@ -27,7 +28,9 @@ pub mod plans;
 pub mod replicated;
 pub mod snapshots;
 pub mod tokens;
+pub mod usage;
 
 pub use database::{Backend, ConnectOptions, Database};
 pub use error::{Error, Result};
 pub use replicated::{ReplicatedStore, ReplicationConfig, SearchSource};
+pub use usage::{LlmUsage, LlmUsageGroup, LlmUsageTotals, ThreadLlmUsage};
