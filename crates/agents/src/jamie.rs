@@ -63,11 +63,24 @@ pub struct Said {
 /// draft, it does not write essays.
 pub const JAMIE_MAX_TOKENS: u32 = 1024;
 
+/// Receives Jamie's words as the model writes them (for live replies in a GUI or chat).
+pub type TokenSink = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The copilot. One Jamie per conversation: the offline note is said once per Jamie.
-#[derive(Debug)]
 pub struct Jamie {
     router: Option<Arc<Router>>,
     offline_noted: AtomicBool,
+    tokens: Option<TokenSink>,
+}
+
+impl std::fmt::Debug for Jamie {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Jamie")
+            .field("router", &self.router.is_some())
+            .field("streams_tokens", &self.tokens.is_some())
+            .finish()
+    }
 }
 
 impl Jamie {
@@ -76,6 +89,7 @@ impl Jamie {
         Self {
             router: None,
             offline_noted: AtomicBool::new(false),
+            tokens: None,
         }
     }
 
@@ -84,7 +98,47 @@ impl Jamie {
         Self {
             router: Some(router),
             offline_noted: AtomicBool::new(false),
+            tokens: None,
         }
+    }
+
+    /// Jamie streaming the model's words to `sink` as they come (the whole text is still
+    /// returned at the end). Nothing is streamed when only the offline backend answers.
+    #[must_use]
+    pub fn with_token_sink(mut self, sink: TokenSink) -> Self {
+        self.tokens = Some(sink);
+        self
+    }
+
+    /// Asks the model, streaming its words to the sink when there is one and a real
+    /// model may answer.
+    async fn ask(
+        &self,
+        router: &Router,
+        request: ChatRequest,
+    ) -> Result<deckhand_llm::ChatResponse, deckhand_llm::Error> {
+        let cancel = CancellationToken::new();
+        let streams = self.tokens.as_ref().filter(|_| {
+            let chain = router.chain(ROUTE);
+            router.backends().any(|backend| {
+                chain.iter().any(|name| name == backend.name()) && !backend.capabilities().offline
+            })
+        });
+        let Some(sink) = streams else {
+            return router.chat(ROUTE, request, &cancel).await;
+        };
+        let mut stream = router.chat_stream(ROUTE, request, &cancel).await?;
+        while let Some(event) = stream.next().await {
+            match event? {
+                deckhand_llm::StreamEvent::Text(text) => sink(&text),
+                deckhand_llm::StreamEvent::Done(answer) => return Ok(answer),
+                deckhand_llm::StreamEvent::ToolCallDelta { .. } => {}
+            }
+        }
+        Err(deckhand_llm::Error::BadResponse {
+            backend: ROUTE.to_owned(),
+            message: "the stream ended before the answer was complete".to_owned(),
+        })
     }
 
     /// Explains `plan` before approval.
@@ -115,13 +169,12 @@ claims or promises that are not in the draft; say plainly what changes the clust
                 )),
                 Message::user(draft.clone()),
             ];
-            match router
-                .chat(
-                    ROUTE,
+            match self
+                .ask(
+                    router,
                     ChatRequest::new(messages)
                         .with_temperature(0.3)
                         .with_max_tokens(JAMIE_MAX_TOKENS),
-                    &CancellationToken::new(),
                 )
                 .await
             {

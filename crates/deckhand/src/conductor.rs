@@ -10,17 +10,21 @@
 
 use crate::cli::session::{self, Session};
 use crate::config::Config;
+use crate::events::EventHub;
 use crate::executor::ToolExecutor;
 use crate::journal::priors_of;
+use crate::landing::{Approved, Landing};
 use deckhand_agents::jamie::{StepReport, StepStatus};
 use deckhand_agents::{Jamie, Scarlet};
+use deckhand_api::ThreadEventKind;
 use deckhand_llm::Router;
 use deckhand_runtime::approval::{ApprovalRecord, Interface};
 use deckhand_runtime::audit::{AuditEntry, AuditLog};
-use deckhand_runtime::scheduler::{PlanOutcome, PlanState};
+use deckhand_runtime::knowledge::KnowledgeEntry;
+use deckhand_runtime::scheduler::{EventKind, PlanEvent, PlanOutcome, PlanState};
 use deckhand_runtime::store::{ConversationStore, ThreadStore};
 use deckhand_runtime::{
-    Approvals, Message, MessageRole, Plan, PlanRequest, PlanStore, Planner, Scheduler,
+    Approvals, Message, MessageRole, Plan, PlanRequest, PlanStore, Planner, Rating, Scheduler,
     SchedulerConfig, StepState, Thread, ThreadId, ThreadStatus, ToolCatalog,
 };
 use deckhand_tools::cluster::{cluster_tool_specs, Approval};
@@ -109,6 +113,9 @@ pub struct Conductor {
     catalog: ToolCatalog,
     workspace: PathBuf,
     interface: Interface,
+    events: EventHub,
+    cluster_id: String,
+    landing: Option<Landing>,
 }
 
 impl Conductor {
@@ -118,7 +125,22 @@ impl Conductor {
     /// # Errors
     /// The store, the tools or the `[llm]` configuration cannot be opened.
     pub async fn open(config: &Config, interface: Interface) -> Result<Self> {
-        let session = session::open(config)
+        Self::open_with(config, interface, session::Parts::default(), None).await
+    }
+
+    /// [`Conductor::open`] for a service embedding deckhand: its own store and cluster
+    /// ([`session::Parts`]) and its own model router (`None`: the one `config.llm`
+    /// describes).
+    ///
+    /// # Errors
+    /// As [`Conductor::open`].
+    pub async fn open_with(
+        config: &Config,
+        interface: Interface,
+        parts: session::Parts,
+        router: Option<Router>,
+    ) -> Result<Self> {
+        let session = session::open_with(config, parts)
             .await
             .map_err(|message| ConductorError::new("opening", None, message))?;
         let mut specs: Vec<deckhand_tools::ToolSpec> = session.registry.specs().cloned().collect();
@@ -126,21 +148,80 @@ impl Conductor {
             specs.extend(cluster_tool_specs());
         }
         let catalog = deckhand_agents::tools::catalog_from_specs(specs.iter());
-        let env = |name: &str| std::env::var(name).ok();
-        let router = Router::discover(&config.llm, &env).await.map_err(|error| {
-            ConductorError::refused(
-                "opening",
-                None,
-                format!("the [llm] configuration is unusable: {error}"),
-            )
-        })?;
+        let router = match router {
+            Some(router) => router,
+            None => {
+                let env = |name: &str| std::env::var(name).ok();
+                Router::discover(&config.llm, &env).await.map_err(|error| {
+                    ConductorError::refused(
+                        "opening",
+                        None,
+                        format!("the [llm] configuration is unusable: {error}"),
+                    )
+                })?
+            }
+        };
+        let events = EventHub::new(session.database.clone());
+        let landing = Landing::open(&config.git)
+            .await
+            .map_err(|message| ConductorError::refused("opening", None, message))?;
         Ok(Self {
             session,
             router: Arc::new(router),
             catalog,
             workspace: config.workspace.clone(),
             interface,
+            events,
+            cluster_id: DEFAULT_CLUSTER_ID.to_owned(),
+            landing,
         })
+    }
+
+    /// The events of every thread: stored, and announced to whoever watches.
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// The model router (for its usage figures).
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// The tools plans may use, as the planner sees them.
+    pub fn catalog(&self) -> &ToolCatalog {
+        &self.catalog
+    }
+
+    /// The cluster gate, when a cluster is configured.
+    pub fn gate(&self) -> Option<&deckhand_tools::cluster::ClusterGate> {
+        self.session.gate.as_ref()
+    }
+
+    /// The sandbox root tools read and write.
+    pub fn workspace(&self) -> &std::path::Path {
+        &self.workspace
+    }
+
+    /// The interface requests come through.
+    pub fn interface(&self) -> Interface {
+        self.interface
+    }
+
+    /// Stores a message in its thread and announces it.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn say(&self, message: Message) -> Result<Message> {
+        let thread = message.thread_id;
+        self.session
+            .database
+            .add_message(&message)
+            .await
+            .map_err(|error| ConductorError::new("storing", Some(thread), format!("{error:#}")))?;
+        self.events
+            .emit(thread, ThreadEventKind::Message, message_event(&message))
+            .await;
+        Ok(message)
     }
 
     /// The store, for reading threads and messages.
@@ -159,46 +240,110 @@ impl Conductor {
     /// # Errors
     /// The store fails, or Scarlet cannot plan the request (not retryable).
     pub async fn start(&self, who: &str, text: &str, namespace: Option<String>) -> Result<Planned> {
-        let database = &self.session.database;
-        let thread = Thread::new(DEFAULT_CLUSTER_ID, who, text);
+        let thread = self.open_thread(who, text).await?;
+        self.plan_thread(thread.id, who, text, namespace).await
+    }
+
+    /// Stores a new thread for `who` asking `text`, with the person's message.
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn open_thread(&self, who: &str, text: &str) -> Result<Thread> {
+        let thread = Thread::new(&self.cluster_id, who, text);
         let thread_id = thread.id;
+        self.session
+            .database
+            .create_thread(&thread)
+            .await
+            .map_err(|error| {
+                ConductorError::new("storing", Some(thread_id), format!("{error:#}"))
+            })?;
+        self.say(Message::new(thread_id, MessageRole::User, who, text))
+            .await?;
+        self.audit(who, "thread.started", Some(thread_id), text, json!({}))
+            .await;
+        Ok(thread)
+    }
+
+    /// Plans `text` in `thread` (Scarlet, with the thread's history and similar resolved
+    /// threads), stores and announces the plan, and has Jamie explain it.
+    ///
+    /// # Errors
+    /// The store fails, or Scarlet cannot plan the request (not retryable; the reason is
+    /// also told in the thread).
+    pub async fn plan_thread(
+        &self,
+        thread_id: ThreadId,
+        who: &str,
+        text: &str,
+        namespace: Option<String>,
+    ) -> Result<Planned> {
+        let database = &self.session.database;
         let store = |error: deckhand_runtime::Error| {
             ConductorError::new("storing", Some(thread_id), format!("{error:#}"))
         };
-        database.create_thread(&thread).await.map_err(store)?;
-        database
-            .add_message(&Message::new(thread_id, MessageRole::User, who, text))
+        let history: Vec<String> = database
+            .messages(thread_id)
             .await
-            .map_err(store)?;
-        self.audit(who, "thread.started", Some(thread_id), text, json!({}))
-            .await;
+            .map_err(store)?
+            .iter()
+            // The request itself is `text`; earlier turns are the history.
+            .filter(|message| !(message.role == MessageRole::User && message.text == text))
+            .map(|message| format!("{}: {}", message.author, message.text))
+            .collect();
         let request = PlanRequest {
             thread_id,
             text: text.to_owned(),
             namespace,
-            history: Vec::new(),
-            similar_threads: Vec::new(),
+            history,
+            similar_threads: self.similar_threads(text, thread_id).await,
         };
-        let plan = Scarlet::new(self.router.clone())
+        let plan = match Scarlet::new(self.router.clone())
             .plan(&request, &self.catalog)
             .await
-            .map_err(|error| {
-                ConductorError::refused("planning", Some(thread_id), error.to_string())
-            })?;
+        {
+            Ok(plan) => plan,
+            Err(error) => {
+                let message = error.to_string();
+                let _ = self
+                    .say(Message::new(
+                        thread_id,
+                        MessageRole::System,
+                        "deckhand",
+                        format!("No plan could be made: {message}"),
+                    ))
+                    .await;
+                self.events
+                    .emit(
+                        thread_id,
+                        ThreadEventKind::Error,
+                        json!({"message": message}),
+                    )
+                    .await;
+                return Err(ConductorError::refused(
+                    "planning",
+                    Some(thread_id),
+                    message,
+                ));
+            }
+        };
         database.save_plan(&plan).await.map_err(store)?;
-        let explanation = Jamie::new(self.router.clone())
-            .explain_plan(&plan)
-            .await
-            .text;
-        database
-            .add_message(&Message::new(
+        self.events
+            .emit(
                 thread_id,
-                MessageRole::Assistant,
-                "jamie",
-                explanation.clone(),
-            ))
-            .await
-            .map_err(store)?;
+                ThreadEventKind::PlanProposed,
+                serde_json::to_value(deckhand_api::model::PlanView::from_plan(&plan))
+                    .unwrap_or_default(),
+            )
+            .await;
+        let explanation = self.jamie(thread_id).explain_plan(&plan).await.text;
+        self.say(Message::new(
+            thread_id,
+            MessageRole::Assistant,
+            "jamie",
+            explanation.clone(),
+        ))
+        .await?;
         self.audit(
             who,
             "plan.created",
@@ -212,6 +357,49 @@ impl Conductor {
             plan,
             explanation,
         })
+    }
+
+    /// Summaries of resolved threads like `text` (rated well enough to be suggested),
+    /// for the planner; a failing search is logged and gives none.
+    async fn similar_threads(&self, text: &str, thread: ThreadId) -> Vec<String> {
+        match self
+            .session
+            .database
+            .search_knowledge(text, SIMILAR_THREADS)
+            .await
+        {
+            Ok(hits) => hits
+                .into_iter()
+                .filter(|hit| hit.entry.thread_id != thread)
+                .map(|hit| knowledge_summary(&hit.entry))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "knowledge search failed; planning without similar threads");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Jamie for `thread`, whose words stream to the thread's watchers as they come.
+    fn jamie(&self, thread: ThreadId) -> Jamie {
+        // One task stores the words in the order they came; it ends when Jamie (holding
+        // the sender) is dropped.
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            while let Some(text) = receiver.recv().await {
+                events
+                    .emit(
+                        thread,
+                        ThreadEventKind::Token,
+                        json!({"agent": "jamie", "text": text}),
+                    )
+                    .await;
+            }
+        });
+        Jamie::new(self.router.clone()).with_token_sink(Arc::new(move |text: &str| {
+            let _ = sender.send(text.to_owned());
+        }))
     }
 
     /// The newest plan of `thread`, if it has one.
@@ -233,7 +421,14 @@ impl Conductor {
     /// # Errors
     /// The scheduler or the store fails.
     pub async fn run_read_only(&self, plan: &Plan, who: &str) -> Result<Ran> {
-        self.execute(plan, &Approvals::new(plan), who, true).await
+        self.execute(
+            plan,
+            &Approvals::new(plan),
+            who,
+            true,
+            &CancellationToken::new(),
+        )
+        .await
     }
 
     /// Approves `plan` by `hash` for `who` (recorded with this conductor's interface and
@@ -243,40 +438,212 @@ impl Conductor {
     /// The hash is not the plan's, the plan names tools that cannot run here (both not
     /// retryable), or the scheduler or the store fails.
     pub async fn approve_and_run(&self, plan: &Plan, hash: &str, who: &str) -> Result<Ran> {
+        self.approve(plan, hash, who, None, self.interface).await?;
+        self.run(plan, who, &CancellationToken::new()).await
+    }
+
+    /// Records `who`'s approval of `plan` (or of its step `step`) by `hash`, given
+    /// through `interface`; the store audits it.
+    ///
+    /// # Errors
+    /// The hash is not the plan's, the step is not in it, the plan names tools that cannot
+    /// run here (not retryable), or the store fails.
+    pub async fn approve(
+        &self,
+        plan: &Plan,
+        hash: &str,
+        who: &str,
+        step: Option<&str>,
+        interface: Interface,
+    ) -> Result<()> {
         let thread = Some(plan.thread_id);
         plan.check_approval(hash)
             .map_err(|error| ConductorError::refused("approving", thread, error.to_string()))?;
         let runnable = deckhand_agents::tools::catalog(&self.session.registry);
         plan.validate(&runnable)
             .map_err(|error| ConductorError::refused("approving", thread, error.to_string()))?;
-        let approvals = Approvals::new(plan);
-        approvals
-            .approve_plan(plan, hash, who)
-            .map_err(|error| ConductorError::refused("approving", thread, error.to_string()))?;
-        let database = &self.session.database;
-        database
-            .record_approval(&ApprovalRecord::of_plan(
-                plan.thread_id,
-                plan.id,
-                hash,
-                who,
-                self.interface,
-            ))
+        let record = match step {
+            None => ApprovalRecord::of_plan(plan.thread_id, plan.id, hash, who, interface),
+            Some(step) => {
+                if !plan.steps.iter().any(|candidate| candidate.id == step) {
+                    return Err(ConductorError::refused(
+                        "approving",
+                        thread,
+                        format!("the plan has no step {step:?}"),
+                    ));
+                }
+                ApprovalRecord::of_step(plan.thread_id, plan.id, hash, step, who, interface)
+            }
+        };
+        // `record_approval` audits `plan.approved` in the same transaction.
+        self.session
+            .database
+            .record_approval(&record)
             .await
             .map_err(|error| ConductorError::new("approving", thread, format!("{error:#}")))?;
-        let _ = database
-            .add_message(&Message::new(
+        self.events
+            .emit(
+                plan.thread_id,
+                ThreadEventKind::Approval,
+                json!({"plan_id": plan.id, "hash": hash, "step": step, "by": who}),
+            )
+            .await;
+        let what = step.map_or_else(|| "plan".to_owned(), |step| format!("step {step} of plan"));
+        let _ = self
+            .say(Message::new(
                 plan.thread_id,
                 MessageRole::System,
                 "deckhand",
                 format!(
-                    "{who} approved plan {hash} through the {}",
-                    self.interface.as_str()
+                    "{who} approved {what} {hash} through the {}",
+                    interface.as_str()
                 ),
             ))
             .await;
-        // `record_approval` audits `plan.approved` in the same transaction.
-        self.execute(plan, &approvals, who, false).await
+        if let (Some(landing), None) = (&self.landing, step) {
+            let requested_by = match self.session.database.thread(plan.thread_id).await {
+                Ok(Some(thread)) => thread.user,
+                _ => who.to_owned(),
+            };
+            let lines = landing
+                .approved(
+                    plan.thread_id,
+                    Approved {
+                        plan,
+                        requested_by: &requested_by,
+                        approved_by: who,
+                        cluster: &self.cluster_id,
+                        manifests: self.manifests_of(plan),
+                    },
+                )
+                .await;
+            self.tell(plan.thread_id, lines).await;
+        }
+        Ok(())
+    }
+
+    /// The manifests a plan applies (its `kube_apply` steps whose input is known now),
+    /// as YAML named after each object.
+    fn manifests_of(&self, plan: &Plan) -> Vec<deckhand_git::Manifest> {
+        let mut manifests = Vec::new();
+        for step in plan.steps.iter().filter(|step| step.mutating) {
+            let Ok(Some(changes)) =
+                deckhand_tools::cluster::planned_changes(&step.tool, &step.input, &self.workspace)
+            else {
+                continue;
+            };
+            for change in changes {
+                if let deckhand_tools::ClusterChange::Apply { object } = change {
+                    let name = format!(
+                        "{}-{}",
+                        object
+                            .get("kind")
+                            .and_then(|kind| kind.as_str())
+                            .unwrap_or("object"),
+                        object
+                            .pointer("/metadata/name")
+                            .and_then(|name| name.as_str())
+                            .unwrap_or("unnamed")
+                    )
+                    .to_lowercase();
+                    let object = deckhand_tools::cluster::redact_secrets(object);
+                    if let Ok(yaml) = serde_yaml_ng::to_string(&object) {
+                        manifests.push(deckhand_git::Manifest::new(name, yaml));
+                    }
+                }
+            }
+        }
+        manifests
+    }
+
+    /// Tells the thread what happened outside it (git, pull requests), one system
+    /// message per line.
+    async fn tell(&self, thread: ThreadId, lines: Vec<String>) {
+        for line in lines {
+            let _ = self
+                .say(Message::new(thread, MessageRole::System, "deckhand", line))
+                .await;
+        }
+    }
+
+    /// Records `who`'s rejection of `plan` (or of one step), with their reason, so the
+    /// planner's next attempt can take it into account.
+    ///
+    /// # Errors
+    /// The hash is not the plan's (not retryable).
+    pub async fn reject(
+        &self,
+        plan: &Plan,
+        hash: &str,
+        who: &str,
+        step: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let thread = Some(plan.thread_id);
+        plan.check_approval(hash)
+            .map_err(|error| ConductorError::refused("rejecting", thread, error.to_string()))?;
+        self.audit(
+            who,
+            "plan.rejected",
+            thread,
+            hash,
+            json!({"plan": plan.id.to_string(), "step": step, "reason": reason}),
+        )
+        .await;
+        self.events
+            .emit(
+                plan.thread_id,
+                ThreadEventKind::Rejection,
+                json!({"plan_id": plan.id, "hash": hash, "step": step, "by": who, "reason": reason}),
+            )
+            .await;
+        let what = step.map_or_else(|| "the plan".to_owned(), |step| format!("step {step}"));
+        let why = reason
+            .map(|reason| format!(": {reason}"))
+            .unwrap_or_default();
+        let _ = self
+            .say(Message::new(
+                plan.thread_id,
+                MessageRole::System,
+                "deckhand",
+                format!("{who} rejected {what}{why}"),
+            ))
+            .await;
+        Ok(())
+    }
+
+    /// Runs `plan` with the approvals stored for it: steps already done are not run
+    /// again, mutating steps nobody approved wait (the run then ends `AwaitingApproval`).
+    /// Jamie's report is stored; `cancel` stops the run.
+    ///
+    /// # Errors
+    /// The scheduler or the store fails.
+    pub async fn run(&self, plan: &Plan, who: &str, cancel: &CancellationToken) -> Result<Ran> {
+        let thread = Some(plan.thread_id);
+        let approvals = Approvals::new(plan);
+        let records = self
+            .session
+            .database
+            .approvals(plan.id)
+            .await
+            .map_err(|error| ConductorError::new("running", thread, format!("{error:#}")))?;
+        for record in records
+            .iter()
+            .filter(|record| record.plan_hash == plan.hash)
+        {
+            let approved = match &record.step_id {
+                None => approvals.approve_plan(plan, &record.plan_hash, &record.approved_by),
+                Some(step) => {
+                    approvals.approve_step(plan, &record.plan_hash, step, &record.approved_by)
+                }
+            };
+            if let Err(error) = approved {
+                tracing::warn!(%error, plan = %plan.id, "a stored approval no longer applies");
+            }
+        }
+        let stop_at_approval = !records.iter().any(|record| record.plan_hash == plan.hash);
+        self.execute(plan, &approvals, who, stop_at_approval, cancel)
+            .await
     }
 
     async fn execute(
@@ -285,6 +652,7 @@ impl Conductor {
         approvals: &Approvals,
         who: &str,
         stop_at_approval: bool,
+        cancel: &CancellationToken,
     ) -> Result<Ran> {
         let thread = Some(plan.thread_id);
         let scheduler = Scheduler::new(
@@ -299,25 +667,65 @@ impl Conductor {
                 ..SchedulerConfig::default()
             },
         );
-        let outcome = scheduler
-            .run(plan, approvals, &CancellationToken::new())
-            .await
-            .map_err(|error| ConductorError::new("running", thread, format!("{error:#}")))?;
+        let forwarding = tokio::spawn(forward_step_events(
+            scheduler.subscribe(),
+            self.events.clone(),
+            plan.thread_id,
+        ));
+        let outcome = scheduler.run(plan, approvals, cancel).await;
+        // The scheduler's channel closes when it is dropped: the forwarder then ends,
+        // after every transition was stored.
         drop(scheduler);
-        let report = Jamie::new(self.router.clone())
+        let _ = forwarding.await;
+        let outcome = outcome
+            .map_err(|error| ConductorError::new("running", thread, format!("{error:#}")))?;
+        let report = self
+            .jamie(plan.thread_id)
             .report(plan, &step_reports(&outcome))
             .await
             .text;
         let _ = self
-            .session
-            .database
-            .add_message(&Message::new(
+            .say(Message::new(
                 plan.thread_id,
                 MessageRole::Assistant,
                 "jamie",
                 report.clone(),
             ))
             .await;
+        self.events
+            .emit(
+                plan.thread_id,
+                ThreadEventKind::Result,
+                json!({"text": report}),
+            )
+            .await;
+        if outcome.state != PlanState::AwaitingApproval {
+            self.events
+                .emit(
+                    plan.thread_id,
+                    ThreadEventKind::PlanFinished,
+                    json!({"plan_id": plan.id, "outcome": outcome.state}),
+                )
+                .await;
+            self.remember(plan, &report, &outcome).await;
+            if let (Some(landing), false) = (&self.landing, stop_at_approval) {
+                let backups = match priors_of(&self.session.database, plan.thread_id).await {
+                    Ok(priors) => priors
+                        .into_iter()
+                        .filter_map(|prior| {
+                            let state = prior.prior?;
+                            Some(deckhand_git::Backup::new(prior.object.to_string(), state))
+                        })
+                        .collect(),
+                    Err(message) => {
+                        tracing::warn!(%message, "cannot read the thread's prior states for git");
+                        Vec::new()
+                    }
+                };
+                let lines = landing.completed(plan.thread_id, &report, &backups).await;
+                self.tell(plan.thread_id, lines).await;
+            }
+        }
         if !stop_at_approval {
             self.audit(
                 who,
@@ -417,10 +825,130 @@ impl Conductor {
                     .join("\n")
             )
         };
-        let _ = database
-            .add_message(&Message::new(thread, MessageRole::System, "deckhand", text))
+        let _ = self
+            .say(Message::new(thread, MessageRole::System, "deckhand", text))
+            .await;
+        self.events
+            .emit(
+                thread,
+                ThreadEventKind::Restore,
+                json!({"thread_id": thread, "restored": restored.done, "failed": [], "hash": restored.hash}),
+            )
             .await;
         Ok(restored)
+    }
+
+    /// Rates `thread` for `who` (100 closes it); the rating also ranks the thread's
+    /// knowledge entry in the same transaction, and is announced.
+    ///
+    /// # Errors
+    /// The score is above 100 or the thread is unknown (not retryable), or the store fails.
+    pub async fn rate(
+        &self,
+        thread: ThreadId,
+        who: &str,
+        score: u8,
+        comment: &str,
+    ) -> Result<Thread> {
+        let at = Some(thread);
+        let rating = Rating::new(thread, i64::from(score), comment, who)
+            .map_err(|error| ConductorError::refused("rating", at, error.to_string()))?;
+        let database = &self.session.database;
+        database.rate_thread(&rating).await.map_err(|error| {
+            let message = format!("{error:#}");
+            if message.contains("not found") {
+                ConductorError::refused("rating", at, message)
+            } else {
+                ConductorError::new("rating", at, message)
+            }
+        })?;
+        self.events
+            .emit(
+                thread,
+                ThreadEventKind::Rating,
+                json!({"rating": score, "comment": comment, "by": who}),
+            )
+            .await;
+        if let (Some(landing), true) = (&self.landing, rating.closes_thread()) {
+            let (title, summary) = match database.thread(thread).await {
+                Ok(Some(stored)) => {
+                    let summary = match database.knowledge_of_thread(thread).await {
+                        Ok(entries) => entries
+                            .first()
+                            .map(|entry| entry.response.clone())
+                            .unwrap_or_default(),
+                        Err(_) => String::new(),
+                    };
+                    (stored.title, summary)
+                }
+                _ => (thread.to_string(), String::new()),
+            };
+            let lines = landing.resolved(thread, &title, &summary).await;
+            self.tell(thread, lines).await;
+        }
+        database
+            .thread(thread)
+            .await
+            .map_err(|error| ConductorError::new("rating", at, format!("{error:#}")))?
+            .ok_or_else(|| ConductorError::refused("rating", at, "no such thread"))
+    }
+
+    /// Keeps what a finished plan found or did as the thread's knowledge entry (one per
+    /// thread, replaced as the thread goes on), so later threads can reuse it once the
+    /// person rates it well.
+    async fn remember(&self, plan: &Plan, report: &str, outcome: &PlanOutcome) {
+        let database = &self.session.database;
+        let existing = database.knowledge_of_thread(plan.thread_id).await;
+        let mut entry = match existing {
+            Ok(mut entries) if !entries.is_empty() => entries.swap_remove(0),
+            Ok(_) => KnowledgeEntry::new(plan.thread_id, &self.cluster_id, &plan.request, report),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "cannot read the thread's knowledge entry");
+                return;
+            }
+        };
+        if let Ok(ratings) = database.ratings(plan.thread_id).await {
+            entry.rating = ratings.last().map(|rating| rating.score);
+        }
+        entry.request.clone_from(&plan.request);
+        entry.response = report.to_owned();
+        entry.resolution_summary = first_sentences(report, 2);
+        entry.resolution_steps = plan
+            .steps
+            .iter()
+            .map(|step| {
+                let state = outcome
+                    .steps
+                    .iter()
+                    .find(|(id, _)| id == &step.id)
+                    .map_or("pending", |(_, state)| state.as_str());
+                format!("{} ({}, {state})", step.title, step.tool)
+            })
+            .collect();
+        entry.tags = plan
+            .steps
+            .iter()
+            .map(|step| step.tool.clone())
+            .chain(plan.steps.iter().map(|step| step.agent.id().to_owned()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        entry.keywords = plan
+            .steps
+            .iter()
+            .flat_map(|step| {
+                ["namespace", "name", "kind"]
+                    .iter()
+                    .filter_map(|field| step.input.get(*field).and_then(|value| value.as_str()))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if let Err(error) = database.upsert_knowledge_entry(&entry).await {
+            tracing::warn!(error = %format!("{error:#}"), "cannot store the thread's knowledge entry");
+        }
     }
 
     /// The thread's messages, oldest first.
@@ -455,6 +983,94 @@ impl Conductor {
         let entry = AuditEntry::new(who, action, thread, subject).with_details(details);
         if let Err(error) = self.session.database.append_audit(entry).await {
             tracing::warn!(action, error = %format!("{error:#}"), "cannot append to the audit log");
+        }
+    }
+}
+
+/// How many similar resolved threads the planner is shown.
+const SIMILAR_THREADS: u32 = 3;
+
+/// A knowledge entry as one line for the planner: where it came from and what resolved
+/// it.
+fn knowledge_summary(entry: &KnowledgeEntry) -> String {
+    format!(
+        "thread {} on cluster {} (rated {}): asked {:?}; resolved: {}; steps: {}",
+        entry.thread_id,
+        entry.cluster_id,
+        entry
+            .rating
+            .map_or_else(|| "-".to_owned(), |rating| rating.to_string()),
+        entry.request,
+        entry.resolution_summary,
+        entry.resolution_steps.join("; ")
+    )
+}
+
+/// The first `count` sentences of `text` (its first lines when it has no full stops).
+fn first_sentences(text: &str, count: usize) -> String {
+    let mut out = String::new();
+    let mut sentences = 0;
+    for character in text.chars() {
+        out.push(character);
+        if matches!(character, '.' | '!' | '?') {
+            sentences += 1;
+            if sentences == count {
+                break;
+            }
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A message as its `message` event carries it.
+fn message_event(message: &Message) -> serde_json::Value {
+    json!({
+        "id": message.id,
+        "role": match message.role {
+            MessageRole::User => "user",
+            MessageRole::Assistant | MessageRole::Agent => "agent",
+            MessageRole::System => "system",
+        },
+        "author": message.author,
+        "text": message.text,
+        "at": message.created_at,
+    })
+}
+
+/// Stores and announces each step transition of a running plan, until the scheduler's
+/// channel closes.
+async fn forward_step_events(
+    mut receiver: tokio::sync::broadcast::Receiver<PlanEvent>,
+    events: EventHub,
+    thread: ThreadId,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match receiver.recv().await {
+            Ok(PlanEvent {
+                plan_id,
+                step_id: Some(step_id),
+                kind:
+                    EventKind::Step {
+                        state,
+                        attempt,
+                        reason,
+                    },
+                ..
+            }) => {
+                events
+                    .emit(
+                        thread,
+                        ThreadEventKind::Step,
+                        json!({"plan_id": plan_id, "step_id": step_id, "state": state, "attempt": attempt, "reason": reason}),
+                    )
+                    .await;
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, %thread, "step events were dropped; the step states in the store are complete");
+            }
+            Err(RecvError::Closed) => return,
         }
     }
 }

@@ -48,6 +48,11 @@ pub struct Config {
     /// The LLM backends and which agent uses which (docs/LLM.md); environment variables
     /// add backends, and with none the offline backend answers.
     pub llm: deckhand_llm::LlmConfig,
+    /// The HTTP API: body limit, rate limits, CORS, WebSocket buffers, OIDC, Slack,
+    /// Alertmanager (docs/API.md).
+    pub api: deckhand_api::ApiConfig,
+    /// The git repositories threads land in (docs/GIT.md); none by default.
+    pub git: deckhand_git::GitConfig,
 }
 
 /// The policy engine's configuration: which user policies to load and what the built-in
@@ -111,6 +116,8 @@ impl Default for Config {
             database_url: None,
             policy: PolicyConfig::default(),
             llm: deckhand_llm::LlmConfig::default(),
+            api: deckhand_api::ApiConfig::default(),
+            git: deckhand_git::GitConfig::default(),
         }
     }
 }
@@ -154,6 +161,12 @@ pub struct FileConfig {
     /// `[llm]`: backends and routes (docs/LLM.md).
     #[serde(default)]
     pub llm: Option<deckhand_llm::LlmConfig>,
+    /// `[api]`: the HTTP API's limits, OIDC, Slack and Alertmanager (docs/API.md).
+    #[serde(default)]
+    pub api: Option<deckhand_api::ApiConfig>,
+    /// `[git]`: repositories threads land in as branches and pull requests (docs/GIT.md).
+    #[serde(default)]
+    pub git: Option<deckhand_git::GitConfig>,
 }
 
 /// The `[tools]` table.
@@ -280,6 +293,16 @@ impl FileConfig {
         }
         if let Some(llm) = self.llm {
             config.llm = llm;
+        }
+        if let Some(api) = self.api {
+            config.api = api;
+        }
+        if let Some(mut git) = self.git {
+            git.cache_dir = resolve(git.cache_dir);
+            for repository in &mut git.repositories {
+                repository.path = repository.path.take().map(&resolve);
+            }
+            config.git = git;
         }
         Ok(())
     }

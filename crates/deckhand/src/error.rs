@@ -63,6 +63,15 @@ pub enum Error {
     /// Serving HTTP failed.
     #[error("the HTTP server failed")]
     Http(#[source] std::io::Error),
+    /// The conductor (store, tools, cluster, model router) could not start.
+    #[error("cannot start: {0}")]
+    Conductor(#[from] crate::conductor::ConductorError),
+    /// The HTTP API could not be built from its configuration.
+    #[error("the [api] configuration is unusable")]
+    Api(#[from] deckhand_api::Error),
+    /// The first admin token could not be issued or written down.
+    #[error("cannot issue the first admin token: {0}")]
+    Bootstrap(String),
 }
 
 /// deckhand's result type.

@@ -22,10 +22,13 @@ pub mod cli;
 pub mod conductor;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod executor;
 pub mod journal;
+pub mod landing;
 pub mod operator;
 pub mod serve;
+pub mod service;
 pub mod toolbox;
 
 pub use config::Config;

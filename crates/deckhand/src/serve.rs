@@ -1,19 +1,30 @@
-//! `deckhand serve`: starts every part and serves the HTTP API until shutdown.
+//! `deckhand serve`: starts every part and serves the HTTP API, the WebSocket streams and
+//! the web command center until shutdown.
 
 use crate::checks::{ClusterCheck, StoreCheck, ToolsCheck};
+use crate::conductor::Conductor;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use deckhand_api::{app, AppState, HealthCheck};
-use deckhand_store::Database;
+use crate::service::{Service, StoreTokens};
+use deckhand_api::{Api, AppState, HealthCheck};
+use deckhand_runtime::token::TokenStore as _;
+use deckhand_runtime::{ApiToken, Interface};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// The version `deckhand` reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Starts the store, the tools and the cluster connection from `config`, then serves the
-/// HTTP API on `listener` until `shutdown` completes. In-flight requests finish first.
+/// Where the first admin token is written (mode 0600) when the store has no token.
+pub const INITIAL_TOKEN_FILE: &str = "initial-admin-token";
+
+/// Starts the store, the tools, the cluster connection and the model router from
+/// `config`, then serves the HTTP API and the command center on `listener` until
+/// `shutdown` completes. In-flight requests finish first; background work (planning,
+/// runs) is awaited.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -29,7 +40,6 @@ pub async fn serve(
         constraints,
         "policy engine ready (built-in guards always on)"
     );
-
     for (what, dir) in [("data", &config.data_dir), ("workspace", &config.workspace)] {
         std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
             what,
@@ -38,30 +48,26 @@ pub async fn serve(
         })?;
     }
 
-    let database = match &config.database_url {
-        Some(url) => Database::connect(url).await?,
-        None => Database::open_sqlite(&config.sqlite_path()).await?,
-    };
+    let conductor = Arc::new(Conductor::open(&config, Interface::Api).await?);
+    let database = conductor.database().clone();
     tracing::info!(backend = ?database.backend(), "thread store ready");
-
-    let toolbox = {
-        let tools = config.tools();
-        tokio::task::spawn_blocking(move || crate::toolbox::build(&tools))
-            .await
-            .map_err(|error| Error::Http(std::io::Error::other(error)))??
-    };
-    let loaded: Vec<String> = toolbox
-        .registry
-        .specs()
-        .map(|spec| spec.name.clone())
+    let loaded: Vec<String> = conductor
+        .catalog()
+        .entries()
+        .map(|entry| entry.name.clone())
         .collect();
-    tracing::info!(tools = ?loaded, skipped = toolbox.skipped.len(), "tool registry ready");
+    tracing::info!(tools = ?loaded, "tool catalogue ready");
+    for note in conductor.router().notes() {
+        tracing::info!("llm: {note}");
+    }
 
     let client = cluster_client().await;
     match &client {
         Ok(_) => tracing::info!("cluster configuration found"),
         Err(why) => tracing::warn!(%why, "no cluster configured; cluster tools are unavailable"),
     }
+    let tokens = StoreTokens::new(database.clone());
+    bootstrap_admin_token(&database, &config.data_dir, listener.local_addr().ok()).await?;
 
     let checks: Vec<Arc<dyn HealthCheck>> = vec![
         Arc::new(StoreCheck {
@@ -73,19 +79,93 @@ pub async fn serve(
         }),
         Arc::new(ClusterCheck { client }),
     ];
-    let router = app(AppState {
-        version: VERSION,
-        checks: checks.into(),
-    });
+    let service = Arc::new(Service::new(conductor.clone(), &config.policy.dirs));
+    let stop = CancellationToken::new();
+    let router = Api::new(
+        service.clone(),
+        Arc::new(tokens),
+        AppState {
+            version: VERSION,
+            checks: checks.into(),
+        },
+    )
+    .config(config.api.clone())
+    .shutdown(stop.clone())
+    .build()?;
     let address = listener.local_addr().map_err(Error::Http)?;
-    tracing::info!(%address, "deckhand listening on http://{address}");
+    tracing::info!(%address, "deckhand listening: the command center is at http://{address}/");
+    let stopping = stop.clone();
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // WebSocket sessions are not waited for by axum: end them now.
+            stopping.cancel();
+        })
         .await
         .map_err(Error::Http)?;
-    database.close().await;
+    stop.cancel();
+    service.drain().await;
+    drop(service);
+    match Arc::try_unwrap(conductor) {
+        Ok(conductor) => conductor.close().await,
+        Err(_) => database.close().await,
+    }
     tracing::info!("deckhand stopped");
     Ok(())
+}
+
+/// With no API token in the store, issues an admin token, writes it to
+/// `DATA_DIR/initial-admin-token` (readable by the owner only) and says where it is:
+/// the person opening the command center for the first time logs in with it.
+async fn bootstrap_admin_token(
+    database: &deckhand_store::Database,
+    data_dir: &Path,
+    address: Option<std::net::SocketAddr>,
+) -> Result<()> {
+    let existing = database
+        .tokens()
+        .await
+        .map_err(|error| Error::Bootstrap(format!("{error:#}")))?;
+    let path: PathBuf = data_dir.join(INITIAL_TOKEN_FILE);
+    if !existing.is_empty() {
+        if path.is_file() {
+            tracing::info!(file = %path.display(), "the first admin token is in this file (delete it once you made your own tokens)");
+        }
+        return Ok(());
+    }
+    let (token, secret) = ApiToken::issue("initial admin", vec!["admin".to_owned()]);
+    let token = token.for_identity("admin", Vec::new(), "deckhand serve");
+    write_private(&path, &format!("{secret}\n"))?;
+    database
+        .create_token(&token)
+        .await
+        .map_err(|error| Error::Bootstrap(format!("{error:#}")))?;
+    let url = address.map_or_else(String::new, |address| {
+        format!("http://{address}/#token={secret}")
+    });
+    tracing::warn!(
+        file = %path.display(),
+        "no API token existed: issued an admin token and wrote it to this file; log in with it{}",
+        if url.is_empty() { String::new() } else { format!(" or open {url}") }
+    );
+    Ok(())
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|error| Error::Bootstrap(format!("{}: {error}", path.display())))?;
+    file.write_all(text.as_bytes())
+        .map_err(|error| Error::Bootstrap(format!("{}: {error}", path.display())))
 }
 
 /// A client for the cluster in `KUBECONFIG`, `~/.kube/config` or the in-cluster

@@ -89,6 +89,21 @@ impl ApprovalRecord {
             approved_at: Utc::now(),
         }
     }
+
+    /// An approval of one step of the plan, given now.
+    pub fn of_step(
+        thread_id: ThreadId,
+        plan_id: PlanId,
+        plan_hash: impl Into<String>,
+        step_id: impl Into<String>,
+        approved_by: impl Into<String>,
+        interface: Interface,
+    ) -> Self {
+        Self {
+            step_id: Some(step_id.into()),
+            ..Self::of_plan(thread_id, plan_id, plan_hash, approved_by, interface)
+        }
+    }
 }
 
 #[cfg(test)]

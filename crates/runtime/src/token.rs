@@ -25,6 +25,19 @@ pub struct ApiToken {
     pub created_at: DateTime<Utc>,
     /// When it was revoked; a revoked token is refused.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The identity it authenticates as: the user deckhand impersonates on the cluster
+    /// for its requests.
+    #[serde(default)]
+    pub subject: String,
+    /// The identity's groups (`Impersonate-Group`).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Who issued it.
+    #[serde(default)]
+    pub created_by: String,
+    /// When it stops working, if ever.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl ApiToken {
@@ -43,13 +56,31 @@ impl ApiToken {
             scopes,
             created_at: Utc::now(),
             revoked_at: None,
+            subject: String::new(),
+            groups: Vec::new(),
+            created_by: String::new(),
+            expires_at: None,
         };
         (record, secret)
     }
 
-    /// Whether the token may still be used.
+    /// The token for `subject` in `groups`, issued by `created_by`.
+    #[must_use]
+    pub fn for_identity(
+        mut self,
+        subject: impl Into<String>,
+        groups: Vec<String>,
+        created_by: impl Into<String>,
+    ) -> Self {
+        self.subject = subject.into();
+        self.groups = groups;
+        self.created_by = created_by.into();
+        self
+    }
+
+    /// Whether the token may still be used: not revoked, not expired.
     pub fn is_active(&self) -> bool {
-        self.revoked_at.is_none()
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|expiry| expiry > Utc::now())
     }
 
     /// Whether the token grants `scope`.

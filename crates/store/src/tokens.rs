@@ -8,7 +8,9 @@ use deckhand_runtime::token::{ApiToken, TokenStore};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-const COLUMNS: &str = "SELECT id, name, token_hash, scopes, created_at, revoked_at FROM api_tokens";
+const COLUMNS: &str =
+    "SELECT id, name, token_hash, scopes, created_at, revoked_at, subject, groups, \
+     created_by, expires_at FROM api_tokens";
 
 impl Database {
     /// Stores an issued token.
@@ -20,9 +22,14 @@ impl Database {
             what: "a token's scopes",
             source,
         })?;
+        let groups = serde_json::to_string(&token.groups).map_err(|source| Error::Encode {
+            what: "a token's groups",
+            source,
+        })?;
         sqlx::query(
-            "INSERT INTO api_tokens (id, name, token_hash, scopes, created_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_tokens (id, name, token_hash, scopes, created_at, revoked_at, \
+             subject, groups, created_by, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(token.id.to_string())
         .bind(&token.name)
@@ -30,6 +37,10 @@ impl Database {
         .bind(scopes)
         .bind(token.created_at.timestamp_micros())
         .bind(token.revoked_at.map(|at| at.timestamp_micros()))
+        .bind(&token.subject)
+        .bind(groups)
+        .bind(&token.created_by)
+        .bind(token.expires_at.map(|at| at.timestamp_micros()))
         .execute(&self.pool)
         .await
         .map_err(|source| Error::Query {
@@ -102,6 +113,8 @@ fn token_from_row(row: &AnyRow) -> Result<ApiToken> {
     };
     let scopes: String = row.try_get("scopes").map_err(query)?;
     let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(query)?;
+    let groups: String = row.try_get("groups").map_err(query)?;
+    let expires_at: Option<i64> = row.try_get("expires_at").map_err(query)?;
     Ok(ApiToken {
         id: uuid_column(row, "id", CONTEXT)?,
         name: row.try_get("name").map_err(query)?,
@@ -109,6 +122,12 @@ fn token_from_row(row: &AnyRow) -> Result<ApiToken> {
         scopes: json_column(&scopes, CONTEXT)?,
         created_at: timestamp(row.try_get("created_at").map_err(query)?, CONTEXT)?,
         revoked_at: revoked_at
+            .map(|micros| timestamp(micros, CONTEXT))
+            .transpose()?,
+        subject: row.try_get("subject").map_err(query)?,
+        groups: json_column(&groups, CONTEXT)?,
+        created_by: row.try_get("created_by").map_err(query)?,
+        expires_at: expires_at
             .map(|micros| timestamp(micros, CONTEXT))
             .transpose()?,
     })

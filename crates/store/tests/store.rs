@@ -24,6 +24,8 @@ both_backends!(
     threads_can_be_marked_restored,
     approvals_record_who_what_and_where,
     tokens_are_found_by_hash_and_revoked,
+    tokens_keep_their_identity_and_expire,
+    outside_keys_link_to_threads,
     event_ids_increase_per_thread_under_concurrency,
     the_first_snapshot_of_an_object_wins,
     the_audit_chain_holds_under_concurrent_appends,
@@ -234,6 +236,67 @@ async fn tokens_are_found_by_hash_and_revoked(store: &TestStore) {
     let (second, _) = ApiToken::issue("gui", vec![]);
     db.create_token(&second).await.unwrap();
     assert_eq!(db.tokens().await.unwrap().len(), 2);
+}
+
+async fn tokens_keep_their_identity_and_expire(store: &TestStore) {
+    let db = &store.database;
+    let (token, secret) = ApiToken::issue("alice laptop", vec!["operator".into()]);
+    let mut token = token.for_identity("alice", vec!["devs".into(), "sre".into()], "ada");
+    token.expires_at = Some(Utc::now() + Duration::hours(1));
+    db.create_token(&token).await.unwrap();
+    let found = db
+        .token_by_hash(&hash_token(&secret))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.subject, "alice");
+    assert_eq!(found.groups, vec!["devs", "sre"]);
+    assert_eq!(found.created_by, "ada");
+    assert_eq!(
+        found.expires_at.map(|at| at.timestamp_micros()),
+        token.expires_at.map(|at| at.timestamp_micros())
+    );
+    assert!(found.is_active());
+
+    let (expired, _) = ApiToken::issue("old", vec!["viewer".into()]);
+    let mut expired = expired.for_identity("bob", vec![], "ada");
+    expired.expires_at = Some(Utc::now() - Duration::seconds(1));
+    db.create_token(&expired).await.unwrap();
+    let found = db
+        .token_by_hash(&expired.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!found.is_active(), "an expired token is not active");
+}
+
+async fn outside_keys_link_to_threads(store: &TestStore) {
+    let db = &store.database;
+    let first = thread(store).await;
+    let second = thread(store).await;
+    assert_eq!(db.linked_thread("slack:C1:1700.1").await.unwrap(), None);
+    db.link_thread("slack:C1:1700.1", first.id).await.unwrap();
+    db.link_thread("alertmanager:{}:{alertname=\"X\"}", second.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.linked_thread("slack:C1:1700.1").await.unwrap(),
+        Some(first.id)
+    );
+    // Linking again moves the key; the latest link wins.
+    db.link_thread("slack:C1:1700.1", second.id).await.unwrap();
+    assert_eq!(
+        db.linked_thread("slack:C1:1700.1").await.unwrap(),
+        Some(second.id)
+    );
+    assert_eq!(
+        db.linked_thread("alertmanager:{}:{alertname=\"X\"}")
+            .await
+            .unwrap(),
+        Some(second.id)
+    );
+    // A link to a thread that does not exist is refused.
+    assert!(db.link_thread("slack:C2:1", ThreadId::new()).await.is_err());
 }
 
 async fn event_ids_increase_per_thread_under_concurrency(store: &TestStore) {

@@ -54,16 +54,45 @@ impl Session {
     }
 }
 
+/// What an embedder brings instead of what the configuration names: its own store and
+/// its own cluster client configuration.
+#[derive(Default)]
+pub struct Parts {
+    /// The store to use instead of `database_url` / the SQLite file.
+    pub database: Option<Database>,
+    /// The cluster to work on instead of `KUBECONFIG` / the in-cluster config;
+    /// [`Cluster::None`] runs without one.
+    pub cluster: Cluster,
+}
+
+/// Which cluster a session works on.
+#[derive(Default)]
+pub enum Cluster {
+    /// The one `KUBECONFIG`, `~/.kube/config` or the in-cluster ServiceAccount names.
+    #[default]
+    Inferred,
+    /// This one (boxed: a kube config is large).
+    Config(Box<kube::Config>),
+    /// None: cluster tools are planned but cannot run.
+    None,
+}
+
 /// Creates the data and workspace directories, opens the store and loads the tools.
 /// Errors are one line for the person.
 pub async fn open(config: &Config) -> Result<Session, String> {
+    open_with(config, Parts::default()).await
+}
+
+/// [`open`] with an embedder's own parts.
+pub async fn open_with(config: &Config, parts: Parts) -> Result<Session, String> {
     for dir in [&config.data_dir, &config.workspace] {
         std::fs::create_dir_all(dir)
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
     }
-    let database = match &config.database_url {
-        Some(url) => Database::connect(url).await,
-        None => Database::open_sqlite(&config.sqlite_path()).await,
+    let database = match (parts.database, &config.database_url) {
+        (Some(database), _) => Ok(database),
+        (None, Some(url)) => Database::connect(url).await,
+        (None, None) => Database::open_sqlite(&config.sqlite_path()).await,
     }
     .map_err(|error| format!("{error:#}"))?;
     let tools = config.tools();
@@ -75,7 +104,12 @@ pub async fn open(config: &Config) -> Result<Session, String> {
     register_analyzers(&mut registry).map_err(|error| format!("{error:#}"))?;
     let mut gate = None;
     let mut audit_flush = None;
-    if let Ok(kube_config) = kube::Config::infer().await {
+    let kube_config = match parts.cluster {
+        Cluster::Inferred => kube::Config::infer().await.ok(),
+        Cluster::Config(kube_config) => Some(*kube_config),
+        Cluster::None => None,
+    };
+    if let Some(kube_config) = kube_config {
         let policy = config
             .policy
             .engine()

@@ -33,6 +33,7 @@ pub use change::{ClusterChange, ObjectRef, PatchType};
 pub use journal::{snapshot_of, ChangeJournal, MemoryJournal, PriorState};
 pub use read::{ListPage, ListQuery, LogQuery};
 pub use redact::redact_secrets;
+pub use tools::planned_changes;
 pub use restore::{RestoreAction, RestorePlan, RestoreReport, RestoreStep};
 pub use tools::{cluster_tool_specs, register_cluster_tools};
 

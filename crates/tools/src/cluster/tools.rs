@@ -721,6 +721,60 @@ fn chrono_like_now() -> String {
 /// The objects of a manifests input: inline, or from a YAML file in the workspace
 /// (confined like the sandbox: no absolute paths, no `..`, no symlinks out).
 fn manifest_objects(context: &ToolContext, input: ManifestsInput) -> Result<Vec<Value>> {
+    manifests_in(&context.workspace, input)
+}
+
+/// The changes a mutating cluster tool would ask for with `input` (a workspace-relative
+/// manifest file is read from `workspace`): what a preview shows before approval.
+/// `Ok(None)` for a tool that is not a mutating cluster tool.
+///
+/// # Errors
+/// [`Error::InvalidChange`] for an input the tool would refuse (or a file not written
+/// yet).
+pub fn planned_changes(
+    tool: &str,
+    input: &Value,
+    workspace: &std::path::Path,
+) -> Result<Option<Vec<ClusterChange>>> {
+    let Some(kind) = ToolKind::ALL.into_iter().find(|kind| kind.spec().name == tool) else {
+        return Ok(None);
+    };
+    let workload = |kind: String, namespace: String, name: String| ObjectRef {
+        api_version: "apps/v1".into(),
+        kind,
+        namespace: Some(namespace),
+        name,
+    };
+    Ok(Some(match kind {
+        ToolKind::Apply => manifests_in(workspace, parse(tool, input)?)?
+            .into_iter()
+            .map(|object| ClusterChange::Apply { object })
+            .collect(),
+        ToolKind::Scale => {
+            let scale: ScaleInput = parse(tool, input)?;
+            vec![ClusterChange::Scale {
+                target: workload(scale.kind, scale.namespace, scale.name),
+                replicas: scale.replicas,
+            }]
+        }
+        ToolKind::Restart => {
+            let restart: RestartInput = parse(tool, input)?;
+            vec![ClusterChange::Patch {
+                target: workload(restart.kind, restart.namespace, restart.name),
+                patch_type: PatchType::Strategic,
+                patch: json!({"spec": {"template": {"metadata": {"annotations": {
+                    "kubectl.kubernetes.io/restartedAt": chrono_like_now()
+                }}}}}),
+            }]
+        }
+        ToolKind::Delete => vec![ClusterChange::Delete {
+            target: parse(tool, input)?,
+        }],
+        _ => return Ok(None),
+    }))
+}
+
+fn manifests_in(workspace: &std::path::Path, input: ManifestsInput) -> Result<Vec<Value>> {
     let mut objects = input.manifests;
     if let Some(file) = input.file {
         let relative = std::path::Path::new(&file);
@@ -733,13 +787,12 @@ fn manifest_objects(context: &ToolContext, input: ManifestsInput) -> Result<Vec<
                 message: format!("{file:?} must be a plain path inside the workspace"),
             });
         }
-        let root = context
-            .workspace
+        let root = workspace
             .canonicalize()
             .map_err(|error| Error::InvalidChange {
                 message: format!(
                     "the workspace {} is unusable: {error}",
-                    context.workspace.display()
+                    workspace.display()
                 ),
             })?;
         let path = root

@@ -1,0 +1,506 @@
+//! The HTTP API and WebSocket of the real `deckhand serve` binary, on a real SQLite
+//! store, a real kube-apiserver and the offline planner: log in with the first admin
+//! token, ask, watch the plan arrive over the WebSocket, preview the diff, approve, run,
+//! see the result in the cluster, restore it, rate it 100, find it in the knowledge
+//! base, and resume the event stream after a restart of the process.
+
+#![allow(clippy::unwrap_used)]
+
+use deckhand_testkit::process::{free_port, ServerProcess};
+use deckhand_testkit::KubeApiServer;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::Client;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Generous: the machine may be busy compiling, and the first start compiles the tools.
+const WAIT: Duration = Duration::from_secs(180);
+
+fn tools_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools-wasm/dist")
+}
+
+/// `deckhand serve` in `dir` on `port`, with the offline model.
+async fn start(dir: &Path, port: u16, kubeconfig: &Path) -> ServerProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deckhand"));
+    command
+        .current_dir(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--builtin-tools-dir")
+        .arg(tools_dir())
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", dir)
+        .env("RUST_LOG", "info")
+        .env("DECKHAND_WASM_CACHE", dir.join("wasm-cache"))
+        .env_remove("DECKHAND_DATABASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("AZURE_OPENAI_ENDPOINT")
+        .env("OLLAMA_HOST", "http://127.0.0.1:9");
+    let log = dir.join(format!("deckhand-{port}.log"));
+    let mut process = ServerProcess::spawn("deckhand", command, &log).expect("spawn deckhand");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+            if response.status().is_success() {
+                return process;
+            }
+        }
+        process.check_running().expect("deckhand keeps running");
+        assert!(Instant::now() < deadline, "no /healthz within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn cluster() -> (KubeApiServer, Client) {
+    let cluster = KubeApiServer::start().await.expect("control plane");
+    let client = cluster.client().await.expect("client");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let web: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "registry.local/web:1.0"}]}}}
+    }))
+    .unwrap();
+    // The namespace may take a moment to be usable right after it is made.
+    let deployments = Api::<Deployment>::namespaced(client.clone(), "shop");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(error) = deployments.create(&PostParams::default(), &web).await {
+        assert!(Instant::now() < deadline, "cannot create web: {error}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (cluster, client)
+}
+
+async fn replicas(client: &Client) -> Option<i32> {
+    Api::<Deployment>::namespaced(client.clone(), "shop")
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .and_then(|spec| spec.replicas)
+}
+
+/// A client of one deckhand with one token.
+struct Caller {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Caller {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Polls the thread until `done` says its latest plan is where the test wants it.
+    async fn thread_until(&self, thread: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, detail) = self.get(&format!("/api/threads/{thread}")).await;
+            assert_eq!(status, 200, "{detail}");
+            if done(&detail) {
+                return detail;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {detail:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn latest_plan(detail: &Value) -> Option<&Value> {
+    detail["plans"].as_array().and_then(|plans| plans.last())
+}
+
+/// Reads WebSocket events until one of `kind` arrives; returns every event read.
+async fn events_until(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    kind: &str,
+) -> Vec<Value> {
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event; got {events:#?}"))
+            .expect("the stream goes on")
+            .unwrap();
+        if let WsMessage::Text(text) = message {
+            let event: Value = serde_json::from_str(text.as_str()).unwrap();
+            let found = event["kind"] == kind;
+            events.push(event);
+            if found {
+                return events;
+            }
+        }
+    }
+}
+
+async fn connect(
+    base: &str,
+    token: &str,
+    thread: &str,
+    after: Option<u64>,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let query = after
+        .map(|after| format!("?after={after}"))
+        .unwrap_or_default();
+    let url = format!(
+        "{}/ws/threads/{thread}{query}",
+        base.replacen("http", "ws", 1)
+    );
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket
+}
+
+#[tokio::test]
+async fn a_request_through_the_api_from_question_to_restore() {
+    let (cluster, client) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let mut deckhand = start(dir.path(), port, cluster.kubeconfig()).await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    // The first start issued an admin token, readable by its owner only.
+    let token_file = dir.path().join("data/initial-admin-token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("dh_"), "{token}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the token file is private: {mode:o}");
+    }
+    let admin = Caller {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        token,
+    };
+
+    // Without a token, nothing but health.
+    let anonymous = reqwest::get(format!("{base}/api/threads")).await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let (status, whoami) = admin.get("/api/whoami").await;
+    assert_eq!(status, 200, "{whoami}");
+    assert_eq!(whoami["identity"]["scope"], "admin");
+
+    // An operator token for the person who asks.
+    let (status, created) = admin
+        .post(
+            "/api/tokens",
+            json!({"name": "ana laptop", "subject": "ana", "groups": ["devs"], "scope": "operator"}),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{created}");
+    let ana = Caller {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        token: created["token"].as_str().unwrap().to_owned(),
+    };
+    let (_, namespaces) = ana.get("/api/namespaces").await;
+    assert!(
+        namespaces["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("shop")),
+        "{namespaces}"
+    );
+
+    // Ask. The thread comes back at once; the plan arrives as an event.
+    let (status, thread) = ana
+        .post(
+            "/api/threads",
+            json!({"text": "scale web to 3 in shop", "namespace": "shop"}),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{thread}");
+    let thread_id = thread["thread"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(thread["thread"]["user"], "ana");
+    let mut socket = connect(&base, &ana.token, &thread_id, None).await;
+    let events = events_until(&mut socket, "plan_proposed").await;
+    assert_eq!(events[0]["kind"], "message", "{events:#?}");
+    assert_eq!(events[0]["data"]["text"], "scale web to 3 in shop");
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|event| event["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "ids count up from 1"
+    );
+    let proposed = &events.last().unwrap()["data"];
+    let hash = proposed["hash"].as_str().unwrap().to_owned();
+    let plan_id = proposed["id"].as_str().unwrap().to_owned();
+    let steps = proposed["steps"].as_array().unwrap();
+    let scale = steps
+        .iter()
+        .find(|step| step["tool"] == "kube_scale")
+        .unwrap_or_else(|| panic!("{proposed:#}"));
+    assert_eq!(scale["mutating"], true);
+
+    // The read-only steps run; the plan then waits for approval and nothing changed.
+    let detail = ana
+        .thread_until(&thread_id, "awaiting approval", |detail| {
+            latest_plan(detail).is_some_and(|plan| plan["status"] == "awaiting_approval")
+        })
+        .await;
+    assert!(
+        detail["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["author"] == "jamie"),
+        "Jamie explains the plan: {detail:#}"
+    );
+    assert_eq!(
+        replicas(&client).await,
+        Some(1),
+        "nothing runs before approval"
+    );
+
+    // The preview: the dry-run diff of the scale, allowed by policy.
+    let (status, previews) = ana
+        .get(&format!("/api/threads/{thread_id}/plans/{plan_id}/preview"))
+        .await;
+    assert_eq!(status, 200, "{previews}");
+    let preview = previews
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|preview| preview["tool"] == "kube_scale")
+        .unwrap_or_else(|| panic!("{previews:#}"));
+    assert_eq!(preview["target"], "apps/v1 Deployment shop/web");
+    let diff = preview["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("-  replicas: 1") && diff.contains("+  replicas: 3"),
+        "{diff}"
+    );
+    assert_eq!(preview["denied_by"], json!([]));
+
+    // Another operator may not approve ana's plan; a stale hash is refused.
+    let (_, other) = admin
+        .post(
+            "/api/tokens",
+            json!({"name": "bo", "subject": "bo", "scope": "operator"}),
+        )
+        .await;
+    let bo = Caller {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        token: other["token"].as_str().unwrap().to_owned(),
+    };
+    let approve_path = format!("/api/threads/{thread_id}/plans/{plan_id}/approve");
+    let (status, _) = bo.post(&approve_path, json!({"hash": hash})).await;
+    assert_eq!(status, 403);
+    let stale = format!("sha256:{}", "0".repeat(64));
+    let (status, refused) = ana.post(&approve_path, json!({"hash": stale})).await;
+    assert_eq!(status, 409, "{refused}");
+
+    // Approve, run, and see the result.
+    let (status, approved) = ana.post(&approve_path, json!({"hash": hash})).await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["approved_by"], "ana");
+    let (status, running) = ana
+        .post(
+            &format!("/api/threads/{thread_id}/plans/{plan_id}/run"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{running}");
+    let events = events_until(&mut socket, "plan_finished").await;
+    let finished = events.last().unwrap();
+    assert_eq!(finished["data"]["outcome"], "succeeded", "{events:#?}");
+    assert!(events.iter().any(|event| event["kind"] == "step"
+        && event["data"]["step_id"] == scale["id"]
+        && event["data"]["state"] == "succeeded"));
+    assert_eq!(replicas(&client).await, Some(3));
+    let detail = ana
+        .thread_until(&thread_id, "succeeded", |detail| {
+            latest_plan(detail).is_some_and(|plan| plan["status"] == "succeeded")
+        })
+        .await;
+    let last_event = detail["last_event_id"].as_u64().unwrap();
+    assert!(last_event >= finished["id"].as_u64().unwrap());
+
+    // Restore puts the deployment back.
+    let (status, restored) = ana
+        .post(&format!("/api/threads/{thread_id}/restore"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(
+        restored["restored"],
+        json!(["replace apps/v1 Deployment shop/web"])
+    );
+    assert_eq!(replicas(&client).await, Some(1));
+
+    // Rate 100: the thread closes and can be found by later threads.
+    let (status, rated) = ana
+        .post(
+            &format!("/api/threads/{thread_id}/rating"),
+            json!({"rating": 100, "comment": "spot on"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rated}");
+    assert_eq!(rated["status"], "closed");
+    assert_eq!(rated["rating"], 100);
+    let (status, hits) = ana.get("/api/knowledge?q=scale%20web").await;
+    assert_eq!(status, 200, "{hits}");
+    assert_eq!(hits[0]["thread_id"], json!(thread_id), "{hits:#}");
+    let (status, closed) = ana
+        .post(
+            &format!("/api/threads/{thread_id}/messages"),
+            json!({"text": "and again?"}),
+        )
+        .await;
+    assert_eq!(status, 409, "a closed thread takes no messages: {closed}");
+    drop(socket);
+
+    // Stop and start again: the events are stored, so a client resumes after its id.
+    deckhand.stop();
+    let port = free_port().unwrap();
+    let _deckhand = start(dir.path(), port, cluster.kubeconfig()).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut socket = connect(&base, &ana.token, &thread_id, Some(last_event - 1)).await;
+    let resumed = events_until(&mut socket, "rating").await;
+    assert_eq!(resumed[0]["id"].as_u64(), Some(last_event), "{resumed:#?}");
+    let _ = socket.close(None).await;
+    // No second admin token once tokens exist.
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim(),
+        admin.token
+    );
+}
+
+/// Where playwright-core is (scripts/install-chromium.sh puts it there); a missing
+/// browser, node or playwright-core fails the test (CI installs them).
+fn browser_prerequisites() -> PathBuf {
+    const HINT: &str = "run scripts/install-chromium.sh (CI's scripts/test.sh does)";
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's chromium at /usr/bin/chromium: {HINT}"
+    );
+    let node_dir = std::env::var_os("DECKHAND_NODE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("DECKHAND_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/deckhand")
+                })
+                .join("node")
+        });
+    assert!(
+        node_dir.join("node_modules/playwright-core/package.json").exists(),
+        "the browser test needs playwright-core in {}: {HINT}",
+        node_dir.display()
+    );
+    node_dir
+}
+
+/// The command center in a real headless Chromium against the real binary: log in with
+/// the first admin token's link, ask, see the plan, preview, approve, run, see the
+/// result, restore, rate 100, with a screenshot per stage kept under
+/// `$CARGO_TARGET_DIR/gui-artifacts/serve-flow/`.
+#[tokio::test]
+async fn the_command_center_in_chromium_against_the_real_binary() {
+    let node_dir = browser_prerequisites();
+    let (cluster, client) = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let _deckhand = start(dir.path(), port, cluster.kubeconfig()).await;
+    let token = std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let artifacts = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("gui-artifacts/serve-flow");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let driver = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../api/tests/gui/drive.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&driver)
+        .args(["--base-url", &format!("http://127.0.0.1:{port}/")])
+        .args(["--token", &token])
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .args(["--scenario", "flow", "--subject", "admin"])
+        .args(["--request", "scale web to 3 in shop", "--namespace", "shop"])
+        .env("DECKHAND_NODE_DIR", &node_dir)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the browser scenario did not finish in 240 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser scenario failed ({}); screenshots in {}:\n{stdout}\n{stderr}",
+        output.status,
+        artifacts.display()
+    );
+    for stage in ["plan", "preview", "approved", "result", "restored", "rated"] {
+        let screenshot = artifacts.join(format!("{stage}.png"));
+        let bytes = std::fs::read(&screenshot)
+            .unwrap_or_else(|error| panic!("{}: {error}", screenshot.display()));
+        assert!(bytes.starts_with(b"\x89PNG"), "{} is not a PNG", screenshot.display());
+    }
+    // What the browser did happened in the cluster: scaled, then restored.
+    assert_eq!(replicas(&client).await, Some(1));
+}
