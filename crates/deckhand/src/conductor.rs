@@ -218,8 +218,25 @@ impl Conductor {
             .add_message(&message)
             .await
             .map_err(|error| ConductorError::new("storing", Some(thread), format!("{error:#}")))?;
+        // The message's position in its thread, as the API numbers messages.
+        let seq = self
+            .session
+            .database
+            .messages(thread)
+            .await
+            .map(|messages| {
+                messages
+                    .iter()
+                    .position(|stored| stored.id == message.id)
+                    .map_or(messages.len(), |index| index + 1)
+            })
+            .unwrap_or_default();
         self.events
-            .emit(thread, ThreadEventKind::Message, message_event(&message))
+            .emit(
+                thread,
+                ThreadEventKind::Message,
+                message_event(&message, seq),
+            )
             .await;
         Ok(message)
     }
@@ -421,14 +438,22 @@ impl Conductor {
     /// # Errors
     /// The scheduler or the store fails.
     pub async fn run_read_only(&self, plan: &Plan, who: &str) -> Result<Ran> {
-        self.execute(
-            plan,
-            &Approvals::new(plan),
-            who,
-            true,
-            &CancellationToken::new(),
-        )
-        .await
+        self.run_reads(plan, who, &CancellationToken::new()).await
+    }
+
+    /// [`Conductor::run_read_only`] that `cancel` stops. Approvals given meanwhile do
+    /// not make it run more: running approved steps is [`Conductor::run`]'s.
+    ///
+    /// # Errors
+    /// The scheduler or the store fails.
+    pub async fn run_reads(
+        &self,
+        plan: &Plan,
+        who: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Ran> {
+        self.execute(plan, &Approvals::new(plan), who, true, cancel)
+            .await
     }
 
     /// Approves `plan` by `hash` for `who` (recorded with this conductor's interface and
@@ -1022,9 +1047,11 @@ fn first_sentences(text: &str, count: usize) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A message as its `message` event carries it.
-fn message_event(message: &Message) -> serde_json::Value {
+/// A message as its `message` event carries it: the API's `MessageView` (its `seq`
+/// counts from 1 within the thread), plus the message's id.
+fn message_event(message: &Message, seq: usize) -> serde_json::Value {
     json!({
+        "seq": seq,
         "id": message.id,
         "role": match message.role {
             MessageRole::User => "user",

@@ -40,8 +40,11 @@ const MAX_THREADS: u32 = 500;
 /// deckhand served over HTTP.
 pub struct Service {
     conductor: Arc<Conductor>,
-    /// Plans running now, with what cancels them.
-    running: Arc<Mutex<HashMap<PlanId, CancellationToken>>>,
+    /// Plans running now, with what cancels them and whether the run is the approved one
+    /// (`true`) or the read-only steps right after planning (`false`).
+    running: Arc<Mutex<HashMap<PlanId, (CancellationToken, bool)>>>,
+    /// One run of a plan at a time: an approved run waits for the read-only run before it.
+    plan_locks: Arc<Mutex<HashMap<PlanId, Arc<tokio::sync::Mutex<()>>>>>,
     /// Background work (planning, runs), awaited on shutdown.
     tasks: TaskTracker,
     policies: Vec<PolicyView>,
@@ -53,6 +56,7 @@ impl Service {
         Self {
             conductor,
             running: Arc::default(),
+            plan_locks: Arc::default(),
             tasks: TaskTracker::new(),
             policies: policy_views(policy_dirs),
         }
@@ -252,11 +256,16 @@ impl Service {
         previews
     }
 
+    fn plan_lock(&self, plan: PlanId) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.plan_locks).entry(plan).or_default().clone()
+    }
+
+    /// Whether the plan's approved run is going on (the read-only steps run right after
+    /// planning show in the step states instead).
     fn is_running(&self, plan: PlanId) -> bool {
-        self.running
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains_key(&plan)
+        lock(&self.running)
+            .get(&plan)
+            .is_some_and(|(_, approved_run)| *approved_run)
     }
 
     /// Plans `text` in `thread` in the background, then runs what only reads.
@@ -269,6 +278,7 @@ impl Service {
     ) {
         let conductor = self.conductor.clone();
         let running = self.running.clone();
+        let locks = self.plan_locks.clone();
         self.tasks.spawn(async move {
             let planned = match conductor.plan_thread(thread, &who, &text, namespace).await {
                 Ok(planned) => planned,
@@ -278,10 +288,12 @@ impl Service {
                     return;
                 }
             };
+            let plan_lock = lock(&locks).entry(planned.plan.id).or_default().clone();
+            let _one_run = plan_lock.lock().await;
             let cancel = CancellationToken::new();
-            lock(&running).insert(planned.plan.id, cancel.clone());
-            // Steps that only read run now; the rest waits for approval.
-            let ran = conductor.run(&planned.plan, &who, &cancel).await;
+            lock(&running).insert(planned.plan.id, (cancel.clone(), false));
+            // Steps that only read run now; the rest waits for approval and a run.
+            let ran = conductor.run_reads(&planned.plan, &who, &cancel).await;
             lock(&running).remove(&planned.plan.id);
             if let Err(error) = ran {
                 report_failure(&conductor, thread, &error).await;
@@ -388,7 +400,10 @@ fn plan_status(plan: PlanId, events: &[ThreadEvent]) -> (PlanStatus, Option<Stri
             ThreadEventKind::Rejection if whole_plan => status = PlanStatus::Rejected,
             ThreadEventKind::Step => match event.data.get("state").and_then(Value::as_str) {
                 Some("running") => status = PlanStatus::Running,
-                Some("awaiting_approval") => status = PlanStatus::AwaitingApproval,
+                // An approved plan waiting for its run stays approved.
+                Some("awaiting_approval") if status != PlanStatus::Approved => {
+                    status = PlanStatus::AwaitingApproval;
+                }
                 _ => {}
             },
             ThreadEventKind::PlanFinished => {
@@ -642,34 +657,33 @@ impl Deckhand for Service {
     async fn run(&self, who: &Identity, thread: ThreadId, plan: PlanId) -> Result<PlanView> {
         let stored = self.stored_plan(thread, plan).await?;
         let current = self.current_plan_view(thread, &stored).await?;
-        match current.status {
-            PlanStatus::Running => {
-                return Err(Error::Conflict {
-                    message: "the plan is already running".to_owned(),
-                })
-            }
-            PlanStatus::Rejected | PlanStatus::Succeeded | PlanStatus::Cancelled => {
-                return Err(Error::Conflict {
-                    message: format!("the plan is {:?}", current.status),
-                })
-            }
-            _ => {}
+        if matches!(
+            current.status,
+            PlanStatus::Rejected | PlanStatus::Succeeded | PlanStatus::Cancelled
+        ) {
+            return Err(Error::Conflict {
+                message: format!("the plan is {:?}", current.status),
+            });
+        }
+        // The read-only run after planning may still be going: the approved run waits
+        // for it. Another approved run is a conflict.
+        if lock(&self.running)
+            .get(&plan)
+            .is_some_and(|(_, approved_run)| *approved_run)
+        {
+            return Err(Error::Conflict {
+                message: "the plan is already running".to_owned(),
+            });
         }
         let cancel = CancellationToken::new();
-        {
-            let mut running = lock(&self.running);
-            if running.contains_key(&plan) {
-                return Err(Error::Conflict {
-                    message: "the plan is already running".to_owned(),
-                });
-            }
-            running.insert(plan, cancel.clone());
-        }
         let conductor = self.conductor.clone();
         let running = self.running.clone();
+        let plan_lock = self.plan_lock(plan);
         let who = who.subject.clone();
         let to_run = stored.clone();
         self.tasks.spawn(async move {
+            let _one_run = plan_lock.lock().await;
+            lock(&running).insert(to_run.id, (cancel.clone(), true));
             let ran = conductor.run(&to_run, &who, &cancel).await;
             lock(&running).remove(&to_run.id);
             if let Err(error) = ran {
@@ -683,7 +697,9 @@ impl Deckhand for Service {
 
     async fn cancel(&self, who: &Identity, thread: ThreadId, plan: PlanId) -> Result<PlanView> {
         let stored = self.stored_plan(thread, plan).await?;
-        let token = lock(&self.running).get(&plan).cloned();
+        let token = lock(&self.running)
+            .get(&plan)
+            .map(|(token, _)| token.clone());
         if let Some(token) = token {
             token.cancel();
         } else {
@@ -1014,6 +1030,14 @@ mod tests {
             plan_status(plan, &approved),
             (PlanStatus::Approved, Some("ana".to_owned()))
         );
+        // The read-only run stopping at the approved step does not undo the approval.
+        let mut waiting = approved.clone();
+        waiting.push(event(
+            5,
+            ThreadEventKind::Step,
+            json!({"plan_id": plan, "step_id": "b", "state": "awaiting_approval"}),
+        ));
+        assert_eq!(plan_status(plan, &waiting).0, PlanStatus::Approved);
         approved.push(event(
             5,
             ThreadEventKind::PlanFinished,

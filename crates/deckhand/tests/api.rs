@@ -270,6 +270,10 @@ async fn a_request_through_the_api_from_question_to_restore() {
     let events = events_until(&mut socket, "plan_proposed").await;
     assert_eq!(events[0]["kind"], "message", "{events:#?}");
     assert_eq!(events[0]["data"]["text"], "scale web to 3 in shop");
+    assert_eq!(
+        events[0]["data"]["seq"], 1,
+        "message events carry their place in the thread"
+    );
     let ids: Vec<u64> = events
         .iter()
         .map(|event| event["id"].as_u64().unwrap())
@@ -325,6 +329,10 @@ async fn a_request_through_the_api_from_question_to_restore() {
     assert!(
         diff.contains("-  replicas: 1") && diff.contains("+  replicas: 3"),
         "{diff}"
+    );
+    assert!(
+        !diff.contains("autoscaling") && diff.matches("\n-").count() == 1,
+        "only the replica count changes: {diff}"
     );
     assert_eq!(preview["denied_by"], json!([]));
 
@@ -443,7 +451,9 @@ fn browser_prerequisites() -> PathBuf {
                 .join("node")
         });
     assert!(
-        node_dir.join("node_modules/playwright-core/package.json").exists(),
+        node_dir
+            .join("node_modules/playwright-core/package.json")
+            .exists(),
         "the browser test needs playwright-core in {}: {HINT}",
         node_dir.display()
     );
@@ -495,11 +505,23 @@ async fn the_command_center_in_chromium_against_the_real_binary() {
         output.status,
         artifacts.display()
     );
-    for stage in ["plan", "preview", "approved", "result", "restored", "rated"] {
+    for stage in [
+        "03-logged-in",
+        "04-plan",
+        "06-preview",
+        "07-approved",
+        "08-result",
+        "09-restored",
+        "10-rated",
+    ] {
         let screenshot = artifacts.join(format!("{stage}.png"));
         let bytes = std::fs::read(&screenshot)
             .unwrap_or_else(|error| panic!("{}: {error}", screenshot.display()));
-        assert!(bytes.starts_with(b"\x89PNG"), "{} is not a PNG", screenshot.display());
+        assert!(
+            bytes.starts_with(b"\x89PNG"),
+            "{} is not a PNG",
+            screenshot.display()
+        );
     }
     // What the browser did happened in the cluster: scaled, then restored.
     assert_eq!(replicas(&client).await, Some(1));

@@ -206,7 +206,8 @@ async function flow() {
     await ask(options.request, options.namespace);
     await textOf('thread-title', options.request.slice(0, 20), 'the thread title');
     await textOf('plan-hash', /^sha256:[0-9a-f]{64}$/, 'the plan hash');
-    await textOf('plan-status', 'proposed', 'the plan status');
+    // The real service runs a plan's read-only steps at once and stops at approval.
+    await textOf('plan-status', exact ? 'proposed' : /proposed|running|awaiting_approval/, 'the plan status');
     await until((text) => [...document.querySelectorAll('[data-testid="message"][data-role="user"]')]
       .some((message) => message.textContent.includes(text)), options.request, 'the request in the chat');
     const nodes = await nodeStates();

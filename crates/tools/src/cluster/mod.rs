@@ -108,8 +108,17 @@ impl PreparedChange {
             .current
             .as_ref()
             .map(|object| redact_secrets(comparable(object)));
-        let after = match self.change {
+        let after = match &self.change {
             ClusterChange::Delete { .. } => None,
+            // The dry run of a scale answers with the Scale subresource; the person
+            // reads the workload with its new replica count.
+            ClusterChange::Scale { replicas, .. } => self.current.as_ref().map(|object| {
+                let mut scaled = comparable(object);
+                if let Some(spec) = scaled.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("replicas".to_owned(), Value::from(*replicas));
+                }
+                redact_secrets(scaled)
+            }),
             _ => Some(redact_secrets(comparable(&self.dry_run))),
         };
         let as_yaml = |object: Option<Value>| {
