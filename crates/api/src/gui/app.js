@@ -464,7 +464,8 @@ function applyEvent(event) {
       step.attempt = data.attempt ?? step.attempt;
       if (data.reason) step.error = data.reason;
       if (data.state === 'running' && !FINAL_PLAN_STATES.has(plan.status)) plan.status = 'running';
-      if (data.state === 'awaiting_approval') plan.status = 'awaiting_approval';
+      // An approved plan waiting for its run stays approved.
+      if (data.state === 'awaiting_approval' && plan.status !== 'approved') plan.status = 'awaiting_approval';
       renderPlan();
       renderDenials();
       break;
