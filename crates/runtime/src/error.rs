@@ -53,6 +53,14 @@ pub enum Error {
         /// Why, in words for the person.
         message: String,
     },
+    /// A heartbeat task is misconfigured (its name, schedule, namespace or request).
+    #[error("heartbeat task {task:?}: {problem}")]
+    InvalidHeartbeat {
+        /// The task's name, as written.
+        task: String,
+        /// What is wrong, in words.
+        problem: String,
+    },
     /// The store failed.
     #[error("thread store: {context}")]
     Store {

@@ -14,6 +14,8 @@
 //!   them ([`store::ConversationStore`]) and their event logs ([`store::EventLog`]);
 //!   `deckhand-store` implements them on SQLite and PostgreSQL.
 //! - [`approval`]: approvals as recorded (who, which hash, through which interface).
+//! - [`heartbeat`]: tasks run on a cron schedule (scans, scheduled requests), the
+//!   [`heartbeat::HeartbeatLedger`] of their runs and the [`heartbeat::Heartbeat`] runner.
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`knowledge`]: knowledge entries, search hits and the ranking formula.
 //! - [`restore`]: snapshots of objects before a thread changed them.
@@ -24,6 +26,7 @@ pub mod agent;
 pub mod approval;
 pub mod audit;
 pub mod error;
+pub mod heartbeat;
 pub mod knowledge;
 pub mod plan;
 pub mod restore;
@@ -36,6 +39,10 @@ pub use agent::{AgentRole, PlanRequest, Planner};
 pub use approval::{ApprovalRecord, Interface};
 pub use audit::{AuditEntry, AuditLog, AuditRecord, AuditVerification};
 pub use error::{Error, Result};
+pub use heartbeat::{
+    Heartbeat, HeartbeatKind, HeartbeatLauncher, HeartbeatLedger, HeartbeatRecord, HeartbeatTask,
+    RunOutcome, Schedule,
+};
 pub use knowledge::{KnowledgeEntry, KnowledgeHit, KnowledgeStore};
 pub use plan::{CatalogEntry, Plan, PlanDraft, PlanId, Step, ToolCatalog};
 pub use restore::{ObjectKey, Snapshot, SnapshotStore};
