@@ -8,6 +8,7 @@
 //! - [`audit`]: the hash-chained audit log and its verification.
 //! - [`snapshots`]: the state of objects before a thread first touched them.
 //! - [`tokens`]: API tokens, by hash.
+//! - [`heartbeat`]: the ledger of scheduled tasks' runs (the runtime's `HeartbeatLedger`).
 //! - [`knowledge`]: knowledge entries and full-text search (FTS5, `tsvector`).
 //! - [`usage`]: LLM usage per call and per thread, with totals.
 //! - [`replicated`]: [`ReplicatedStore`]: a local SQLite store whose writes are copied to
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod conversation;
 pub mod database;
 pub mod error;
+pub mod heartbeat;
 pub mod knowledge;
 pub mod plans;
 pub mod replicated;
