@@ -353,7 +353,11 @@ impl Conductor {
                     .unwrap_or_default(),
             )
             .await;
-        let explanation = self.jamie(thread_id).explain_plan(&plan).await.text;
+        let (jamie, streamed) = self.jamie(thread_id);
+        let explanation = jamie.explain_plan(&plan).await.text;
+        // Every streamed word is stored before the message that completes them.
+        drop(jamie);
+        let _ = streamed.await;
         self.say(Message::new(
             thread_id,
             MessageRole::Assistant,
@@ -398,12 +402,12 @@ impl Conductor {
     }
 
     /// Jamie for `thread`, whose words stream to the thread's watchers as they come.
-    fn jamie(&self, thread: ThreadId) -> Jamie {
-        // One task stores the words in the order they came; it ends when Jamie (holding
-        // the sender) is dropped.
+    /// The task that stores the words in the order they came ends when Jamie (holding
+    /// the sender) is dropped: await it before storing Jamie's message.
+    fn jamie(&self, thread: ThreadId) -> (Jamie, tokio::task::JoinHandle<()>) {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
         let events = self.events.clone();
-        tokio::spawn(async move {
+        let streamed = tokio::spawn(async move {
             while let Some(text) = receiver.recv().await {
                 events
                     .emit(
@@ -414,9 +418,10 @@ impl Conductor {
                     .await;
             }
         });
-        Jamie::new(self.router.clone()).with_token_sink(Arc::new(move |text: &str| {
+        let jamie = Jamie::new(self.router.clone()).with_token_sink(Arc::new(move |text: &str| {
             let _ = sender.send(text.to_owned());
-        }))
+        }));
+        (jamie, streamed)
     }
 
     /// The newest plan of `thread`, if it has one.
@@ -704,11 +709,10 @@ impl Conductor {
         let _ = forwarding.await;
         let outcome = outcome
             .map_err(|error| ConductorError::new("running", thread, format!("{error:#}")))?;
-        let report = self
-            .jamie(plan.thread_id)
-            .report(plan, &step_reports(&outcome))
-            .await
-            .text;
+        let (jamie, streamed) = self.jamie(plan.thread_id);
+        let report = jamie.report(plan, &step_reports(&outcome)).await.text;
+        drop(jamie);
+        let _ = streamed.await;
         let _ = self
             .say(Message::new(
                 plan.thread_id,
