@@ -53,6 +53,8 @@ pub struct Config {
     pub api: deckhand_api::ApiConfig,
     /// The git repositories threads land in (docs/GIT.md); none by default.
     pub git: deckhand_git::GitConfig,
+    /// Tasks deckhand starts on a cron schedule (docs/HEARTBEAT.md); none by default.
+    pub heartbeat: Vec<deckhand_runtime::HeartbeatTask>,
 }
 
 /// The policy engine's configuration: which user policies to load and what the built-in
@@ -118,6 +120,7 @@ impl Default for Config {
             llm: deckhand_llm::LlmConfig::default(),
             api: deckhand_api::ApiConfig::default(),
             git: deckhand_git::GitConfig::default(),
+            heartbeat: Vec::new(),
         }
     }
 }
@@ -167,6 +170,9 @@ pub struct FileConfig {
     /// `[git]`: repositories threads land in as branches and pull requests (docs/GIT.md).
     #[serde(default)]
     pub git: Option<deckhand_git::GitConfig>,
+    /// `[[heartbeat]]`: scheduled tasks (docs/HEARTBEAT.md).
+    #[serde(default)]
+    pub heartbeat: Option<Vec<deckhand_runtime::HeartbeatTask>>,
 }
 
 /// The `[tools]` table.
@@ -296,6 +302,9 @@ impl FileConfig {
         }
         if let Some(api) = self.api {
             config.api = api;
+        }
+        if let Some(heartbeat) = self.heartbeat {
+            config.heartbeat = heartbeat;
         }
         if let Some(mut git) = self.git {
             git.cache_dir = resolve(git.cache_dir);

@@ -92,6 +92,23 @@ pub async fn serve(
     .config(config.api.clone())
     .shutdown(stop.clone())
     .build()?;
+    let heartbeat = if config.heartbeat.iter().any(|task| task.enabled) {
+        let runner =
+            deckhand_runtime::Heartbeat::new(config.heartbeat.clone()).map_err(|error| {
+                Error::InvalidConfig {
+                    problems: vec![format!("[[heartbeat]]: {error}")],
+                }
+            })?;
+        tracing::info!(tasks = runner.tasks().len(), "heartbeat tasks scheduled");
+        Some(tokio::spawn(runner.run(
+            Arc::new(database.clone()),
+            service.clone(),
+            Arc::new(deckhand_runtime::heartbeat::SystemClock),
+            stop.clone(),
+        )))
+    } else {
+        None
+    };
     let address = listener.local_addr().map_err(Error::Http)?;
     tracing::info!(%address, "deckhand listening: the command center is at http://{address}/");
     let stopping = stop.clone();
@@ -104,6 +121,9 @@ pub async fn serve(
         .await
         .map_err(Error::Http)?;
     stop.cancel();
+    if let Some(heartbeat) = heartbeat {
+        let _ = heartbeat.await;
+    }
     service.drain().await;
     drop(service);
     match Arc::try_unwrap(conductor) {

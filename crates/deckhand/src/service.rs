@@ -895,6 +895,27 @@ impl Deckhand for Service {
     }
 }
 
+/// Heartbeat tasks start like a person's request: a thread (its author is
+/// `heartbeat:NAME`), a plan, its read-only steps; changes wait for a person's approval.
+impl deckhand_runtime::HeartbeatLauncher for Service {
+    async fn launch(
+        &self,
+        task: &deckhand_runtime::HeartbeatTask,
+        scheduled_for: chrono::DateTime<chrono::Utc>,
+    ) -> std::result::Result<ThreadId, String> {
+        let who = format!("heartbeat:{}", task.name);
+        let text = task.request_text();
+        let thread = self
+            .conductor
+            .open_thread(&who, &text)
+            .await
+            .map_err(|error| error.to_string())?;
+        tracing::info!(task = %task.name, %scheduled_for, thread = %thread.id, "heartbeat task started");
+        self.plan_in_background(thread.id, who, text, task.namespace.clone());
+        Ok(thread.id)
+    }
+}
+
 /// API tokens in the thread store (only their SHA-256 is kept).
 #[derive(Clone)]
 pub struct StoreTokens {

@@ -28,14 +28,13 @@ fn tools_dir() -> PathBuf {
 }
 
 /// `deckhand serve` in `dir` on `port`, with the offline model.
-async fn start(dir: &Path, port: u16, kubeconfig: &Path) -> ServerProcess {
+async fn start(dir: &Path, port: u16, kubeconfig: Option<&Path>) -> ServerProcess {
     let mut command = Command::new(env!("CARGO_BIN_EXE_deckhand"));
     command
         .current_dir(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--builtin-tools-dir")
         .arg(tools_dir())
-        .env("KUBECONFIG", kubeconfig)
         .env("HOME", dir)
         .env("RUST_LOG", "info")
         .env("DECKHAND_WASM_CACHE", dir.join("wasm-cache"))
@@ -46,6 +45,10 @@ async fn start(dir: &Path, port: u16, kubeconfig: &Path) -> ServerProcess {
         .env_remove("GEMINI_API_KEY")
         .env_remove("AZURE_OPENAI_ENDPOINT")
         .env("OLLAMA_HOST", "http://127.0.0.1:9");
+    match kubeconfig {
+        Some(path) => command.env("KUBECONFIG", path),
+        None => command.env_remove("KUBECONFIG"),
+    };
     let log = dir.join(format!("deckhand-{port}.log"));
     let mut process = ServerProcess::spawn("deckhand", command, &log).expect("spawn deckhand");
     let deadline = Instant::now() + WAIT;
@@ -205,7 +208,7 @@ async fn a_request_through_the_api_from_question_to_restore() {
     let (cluster, client) = cluster().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let mut deckhand = start(dir.path(), port, cluster.kubeconfig()).await;
+    let mut deckhand = start(dir.path(), port, Some(cluster.kubeconfig())).await;
     let base = format!("http://127.0.0.1:{port}");
 
     // The first start issued an admin token, readable by its owner only.
@@ -418,7 +421,7 @@ async fn a_request_through_the_api_from_question_to_restore() {
     // Stop and start again: the events are stored, so a client resumes after its id.
     deckhand.stop();
     let port = free_port().unwrap();
-    let _deckhand = start(dir.path(), port, cluster.kubeconfig()).await;
+    let _deckhand = start(dir.path(), port, Some(cluster.kubeconfig())).await;
     let base = format!("http://127.0.0.1:{port}");
     let mut socket = connect(&base, &ana.token, &thread_id, Some(last_event - 1)).await;
     let resumed = events_until(&mut socket, "rating").await;
@@ -470,7 +473,7 @@ async fn the_command_center_in_chromium_against_the_real_binary() {
     let (cluster, client) = cluster().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let _deckhand = start(dir.path(), port, cluster.kubeconfig()).await;
+    let _deckhand = start(dir.path(), port, Some(cluster.kubeconfig())).await;
     let token = std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
         .unwrap()
         .trim()
@@ -525,4 +528,48 @@ async fn the_command_center_in_chromium_against_the_real_binary() {
     }
     // What the browser did happened in the cluster: scaled, then restored.
     assert_eq!(replicas(&client).await, Some(1));
+}
+
+/// A `[[heartbeat]]` task in deckhand.toml starts on its schedule as a thread of its own,
+/// planned like a person's request (no cluster here: its reads fail and say so).
+#[tokio::test]
+async fn a_heartbeat_task_starts_a_thread_on_its_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deckhand.toml"),
+        "[[heartbeat]]\nname = \"every-minute\"\nschedule = \"* * * * *\"\n\
+         task = { request = { text = \"list pods in shop\" } }\n",
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let _deckhand = start(dir.path(), port, None).await;
+    let admin = Caller {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+        token: std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned(),
+    };
+    // A new task waits for its first slot: at most a minute.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let thread = loop {
+        let (status, threads) = admin.get("/api/threads?user=heartbeat:every-minute").await;
+        assert_eq!(status, 200, "{threads}");
+        if let Some(thread) = threads.as_array().and_then(|threads| threads.first()) {
+            break thread["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no heartbeat thread within 150 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let detail = admin
+        .thread_until(&thread, "the heartbeat's plan", |detail| {
+            latest_plan(detail).is_some()
+        })
+        .await;
+    assert_eq!(detail["messages"][0]["text"], "list pods in shop");
+    assert_eq!(detail["thread"]["user"], "heartbeat:every-minute");
 }
