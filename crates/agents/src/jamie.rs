@@ -71,6 +71,7 @@ pub struct Jamie {
     router: Option<Arc<Router>>,
     offline_noted: AtomicBool,
     tokens: Option<TokenSink>,
+    thread: Option<String>,
 }
 
 impl std::fmt::Debug for Jamie {
@@ -90,6 +91,7 @@ impl Jamie {
             router: None,
             offline_noted: AtomicBool::new(false),
             tokens: None,
+            thread: None,
         }
     }
 
@@ -99,7 +101,15 @@ impl Jamie {
             router: Some(router),
             offline_noted: AtomicBool::new(false),
             tokens: None,
+            thread: None,
         }
+    }
+
+    /// Jamie speaking in `thread`: the model's usage is accounted to it.
+    #[must_use]
+    pub fn in_thread(mut self, thread: impl Into<String>) -> Self {
+        self.thread = Some(thread.into());
+        self
     }
 
     /// Jamie streaming the model's words to `sink` as they come (the whole text is still
@@ -118,6 +128,10 @@ impl Jamie {
         request: ChatRequest,
     ) -> Result<deckhand_llm::ChatResponse, deckhand_llm::Error> {
         let cancel = CancellationToken::new();
+        let request = match &self.thread {
+            Some(thread) => request.with_thread(thread.clone()),
+            None => request,
+        };
         let streams = self.tokens.as_ref().filter(|_| {
             let chain = router.chain(ROUTE);
             router.backends().any(|backend| {

@@ -418,9 +418,11 @@ impl Conductor {
                     .await;
             }
         });
-        let jamie = Jamie::new(self.router.clone()).with_token_sink(Arc::new(move |text: &str| {
-            let _ = sender.send(text.to_owned());
-        }));
+        let jamie = Jamie::new(self.router.clone())
+            .in_thread(thread.to_string())
+            .with_token_sink(Arc::new(move |text: &str| {
+                let _ = sender.send(text.to_owned());
+            }));
         (jamie, streamed)
     }
 

@@ -79,6 +79,11 @@ pub async fn serve(
         }),
         Arc::new(ClusterCheck { client }),
     ];
+    let metrics = deckhand_api::Metrics::new();
+    conductor
+        .router()
+        .usage()
+        .add_sink(llm_usage_sink(database.clone(), metrics.clone()));
     let service = Arc::new(Service::new(conductor.clone(), &config.policy.dirs));
     let stop = CancellationToken::new();
     let router = Api::new(
@@ -90,6 +95,7 @@ pub async fn serve(
         },
     )
     .config(config.api.clone())
+    .metrics(metrics)
     .shutdown(stop.clone())
     .build()?;
     let heartbeat = if config.heartbeat.iter().any(|task| task.enabled) {
@@ -132,6 +138,49 @@ pub async fn serve(
     }
     tracing::info!("deckhand stopped");
     Ok(())
+}
+
+/// Every model call is kept per thread in the store (`llm_usage`) and counted in
+/// `/metrics` (`deckhand_llm_*` by backend and model).
+fn llm_usage_sink(
+    database: deckhand_store::Database,
+    metrics: deckhand_api::Metrics,
+) -> Arc<dyn deckhand_llm::UsageSink> {
+    deckhand_llm::sink_fn("store", move |record: deckhand_llm::UsageRecord| {
+        let database = database.clone();
+        metrics.llm_request(
+            &record.backend,
+            &record.model,
+            match (&record.error, record.answered) {
+                (None, _) => "ok",
+                (Some(kind), _) if kind == "timeout" => "timeout",
+                _ => "error",
+            },
+            record.latency,
+            record.tokens_in,
+            record.tokens_out,
+        );
+        async move {
+            database
+                .record_llm_usage(&deckhand_store::LlmUsage {
+                    thread_id: record.thread_id,
+                    at: chrono::DateTime::<chrono::Utc>::from(record.at),
+                    agent: record.agent,
+                    backend: record.backend,
+                    model: record.model,
+                    purpose: record.purpose.as_str().to_owned(),
+                    tokens_in: record.tokens_in,
+                    tokens_out: record.tokens_out,
+                    latency_ms: u64::try_from(record.latency.as_millis()).unwrap_or(u64::MAX),
+                    answered: record.answered,
+                    error_kind: record.error,
+                    error_message: record.error_message,
+                    cost_usd: record.cost_usd,
+                    redactions: record.redactions,
+                })
+                .await
+        }
+    })
 }
 
 /// With no API token in the store, issues an admin token, writes it to

@@ -418,6 +418,23 @@ async fn a_request_through_the_api_from_question_to_restore() {
     assert_eq!(status, 409, "a closed thread takes no messages: {closed}");
     drop(socket);
 
+    // The model calls (here the offline backend's) are counted in /metrics and kept per
+    // thread in the store.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("deckhand_llm_requests_total{backend=\"offline\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("deckhand_http_requests_total{"),
+        "{metrics}"
+    );
+
     // Stop and start again: the events are stored, so a client resumes after its id.
     deckhand.stop();
     let port = free_port().unwrap();
@@ -427,6 +444,15 @@ async fn a_request_through_the_api_from_question_to_restore() {
     let resumed = events_until(&mut socket, "rating").await;
     assert_eq!(resumed[0]["id"].as_u64(), Some(last_event), "{resumed:#?}");
     let _ = socket.close(None).await;
+    // Usage per thread survived in the store.
+    let database = deckhand::store::Database::open_sqlite(&dir.path().join("data/deckhand.db"))
+        .await
+        .unwrap();
+    let usage = database.thread_llm_usage(&thread_id).await.unwrap();
+    assert!(
+        !usage.calls.is_empty(),
+        "no model calls kept for the thread"
+    );
     // No second admin token once tokens exist.
     assert_eq!(
         std::fs::read_to_string(&token_file).unwrap().trim(),
