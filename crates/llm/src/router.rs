@@ -59,8 +59,8 @@ const MAX_PROBLEM_CHARS: usize = 300;
 /// the problems found.
 const MIN_REPAIR_TOKENS: usize = 64;
 
-/// Tokens of the note `truncate_middle` puts in place of what it cut.
-const CUT_NOTE_TOKENS: usize = 64;
+/// Tokens left free when the room for a cut text is worked out, for rounding.
+const FIT_SLACK_TOKENS: usize = 8;
 
 /// What the summariser is told.
 const SUMMARY_INSTRUCTIONS: &str = "You summarise the earlier part of a conversation \
@@ -573,12 +573,12 @@ impl Router {
                 )),
             ]
         };
-        // The transcript gets what the window leaves after the instructions, the answer
-        // and the note a cut adds.
+        // The transcript gets what the window leaves after the instructions and the
+        // answer (a cut's note counts in what truncate_middle keeps).
         let around = entry.counter.count_request(&ChatRequest::new(ask("")));
         let room = entry
             .window
-            .saturating_sub(SUMMARY_MAX_TOKENS as usize + around + CUT_NOTE_TOKENS);
+            .saturating_sub(SUMMARY_MAX_TOKENS as usize + around + FIT_SLACK_TOKENS);
         let transcript = entry.counter.truncate_middle(&transcript, room);
         let mut summary_request = ChatRequest::new(ask(&transcript))
             .with_temperature(0.0)
@@ -1055,8 +1055,7 @@ fn push_repair(
         .window
         .saturating_sub(tokens::answer_reserve(prepared));
     let overhead = 2 * counter.count_message(&Message::assistant(""));
-    let room =
-        budget.saturating_sub(counter.count_request(prepared) + overhead + 2 * CUT_NOTE_TOKENS);
+    let room = budget.saturating_sub(counter.count_request(prepared) + overhead + FIT_SLACK_TOKENS);
     if room < MIN_REPAIR_TOKENS {
         return false;
     }

@@ -271,12 +271,18 @@ fn pieces(text: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Counter {
-    /// Cuts `text` to about `max_tokens`, keeping its head and tail (where errors and
-    /// summaries are) and saying in between what was cut.
+    /// Cuts `text` to at most `max_tokens` (give or take a token where a cut falls
+    /// inside one), the note included, keeping its head and tail (where errors and
+    /// summaries are) and saying in between what was cut. With less room than the
+    /// note needs, the note alone.
     pub fn truncate_middle(self, text: &str, max_tokens: usize) -> String {
         if self.count_text(text) <= max_tokens {
             return text.to_owned();
         }
+        // The note with numbers no smaller than the real ones: its room is set aside.
+        let largest = text.len();
+        let reserve = self.count_text(&cut_note(largest, largest, largest)) + CUT_SLACK_TOKENS;
+        let max_tokens = max_tokens.saturating_sub(reserve);
         let head_tokens = max_tokens * 2 / 3;
         let (head, tail) = match self
             .bpe()
@@ -313,10 +319,18 @@ impl Counter {
         let cut_tokens = self
             .count_text(text)
             .saturating_sub(self.count_text(&head) + self.count_text(&tail));
-        format!(
-            "{head}\n[… deckhand cut {cut_chars} characters ({cut_lines} lines, about {cut_tokens} tokens) from the middle of this output to fit the model's context …]\n{tail}"
-        )
+        format!("{head}{}{tail}", cut_note(cut_chars, cut_lines, cut_tokens))
     }
+}
+
+/// Tokens set aside beside the note for joins and cuts inside a token.
+const CUT_SLACK_TOKENS: usize = 4;
+
+/// What [`Counter::truncate_middle`] puts in place of what it cut.
+fn cut_note(chars: usize, lines: usize, tokens: usize) -> String {
+    format!(
+        "\n[… deckhand cut {chars} characters ({lines} lines, about {tokens} tokens) from the middle of this output to fit the model's context …]\n"
+    )
 }
 
 /// The first `head` and last `tail` tokens of `text`, decoded (a character split by a
