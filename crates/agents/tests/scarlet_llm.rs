@@ -1,7 +1,8 @@
 //! Scarlet's model path against a local server speaking OpenAI's chat-completions wire
 //! format (the real deckhand-llm router and provider, no stand-ins): an invalid first
 //! plan is repaired with the validation problems, a model that never gets it right falls
-//! back to the rules, and no model at all means the rules or a clear error.
+//! back to the rules, no model at all means the rules or a clear error, and the prompt
+//! with its repair rounds fits the 8k default window of a local model.
 
 // Test helpers outside #[test] functions: a panic is the failure report here too.
 #![allow(clippy::unwrap_used)]
@@ -12,7 +13,9 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router as Http};
 use deckhand_agents::Scarlet;
-use deckhand_llm::{BackendConfig, BackendKind, LlmConfig, Router};
+use deckhand_llm::{
+    BackendConfig, BackendKind, ChatRequest, Counter, LlmConfig, Message, ResponseSchema, Router,
+};
 use deckhand_runtime::{Error, PlanRequest, Planner, ThreadId};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -56,11 +59,10 @@ async fn model(replies: Vec<Value>) -> (Arc<Script>, Arc<Router>) {
         discover: false,
         ..LlmConfig::default()
     };
-    let mut backend = BackendConfig::new(BackendKind::OpenaiCompatible, "tiny-planner")
+    // No context_window: the 8k default of unknown local models, which the whole
+    // prompt and its repair rounds must fit.
+    let backend = BackendConfig::new(BackendKind::OpenaiCompatible, "tiny-planner")
         .with_base_url(format!("http://{address}/v1"));
-    // These tests are about repairs, not window sizes: with the whole catalog (20+
-    // tools) a repair no longer fits the 8k default window of unknown local models.
-    backend.context_window = Some(16_384);
     config.backends.insert("local".into(), backend);
     config.routes.insert("planner".into(), vec!["local".into()]);
     let router = Router::from_config(&config, &|_: &str| None::<String>).unwrap();
@@ -210,5 +212,126 @@ async fn without_a_model_the_rules_answer_or_say_what_they_can_do() {
     assert!(
         matches!(&error, Error::Planning { message } if !message.contains("model gave")),
         "offline is not a model failure: {error}"
+    );
+}
+
+/// A plan that passes the schema but not `Plan::new`: `steps` steps that each depend on
+/// a step that does not exist and use a tool the prompt may not show, with long
+/// rationales, so the answer is as long as a model may write and its problems many.
+fn long_invalid_plan(steps: usize) -> Value {
+    let steps: Vec<Value> = (0..steps)
+        .map(|i| {
+            json!({"id": format!("s{i}"), "agent": "sre", "title": format!("Step {i} of a rambling plan"),
+                "tool": if i % 2 == 0 { "helm_chart" } else { "kube_scale" },
+                "input": {"kind": "Deployment", "namespace": "shop", "name": "web", "replicas": i},
+                "depends_on": [format!("ghost-{i}")], "mutating": i % 2 == 1,
+                "rationale": "because the lunchtime load keeps growing and nobody has looked at it for weeks ".repeat(3)})
+        })
+        .collect();
+    json!({ "steps": steps })
+}
+
+/// The whole catalog, the prompt and two repair rounds with the longest answers and
+/// the most problems, at the 8k default window: every request reaches the model whole
+/// (nothing dropped or summarised by the router, which would otherwise have to) and
+/// counts within the window with the router's counter for that model.
+#[tokio::test]
+async fn the_prompt_and_two_repair_rounds_fit_an_8k_window_with_the_whole_catalog() {
+    let catalog = common::catalog();
+    assert!(catalog.entries().count() >= 30, "the whole catalog");
+    let plan = long_invalid_plan(24);
+    let (script, router) = model(vec![plan.clone(), plan.clone(), plan]).await;
+    let plan = Scarlet::new(router)
+        .plan(
+            &request("scale deployment web to 3 in namespace shop"),
+            &catalog,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.created_by, "scarlet/offline-rules",
+        "three invalid plans, then the rules"
+    );
+
+    let requests = script.requests.lock().unwrap();
+    assert_eq!(requests.len(), 3, "the first request and two repairs");
+    let counter = Counter::for_model("tiny-planner");
+    let window = 8192;
+    for (round, body) in requests.iter().enumerate() {
+        let messages: Vec<Message> = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let content = m["content"].as_str().unwrap().to_owned();
+                match m["role"].as_str().unwrap() {
+                    "system" => Message::system(content),
+                    "user" => Message::user(content),
+                    "assistant" => Message::assistant(content),
+                    other => panic!("unexpected role {other}"),
+                }
+            })
+            .collect();
+        let wire = body["messages"].to_string();
+        assert!(
+            wire.contains("Request: scale deployment web to 3 in namespace shop"),
+            "round {round}: the request is there"
+        );
+        assert!(
+            !wire.contains("[deckhand dropped") && !wire.contains("[Summary of the"),
+            "round {round}: the router had to trim nothing"
+        );
+        assert_eq!(
+            messages.len(),
+            if round == 0 { 2 } else { 4 },
+            "round {round}"
+        );
+        let mut sent = ChatRequest::new(messages);
+        sent.response_schema = Some(ResponseSchema {
+            name: "PlanDraft".into(),
+            schema: body["response_format"]["json_schema"]["schema"].clone(),
+        });
+        let answer = body["max_tokens"].as_u64().unwrap() as usize;
+        let tokens = counter.count_request(&sent);
+        println!(
+            "round {round}: {tokens} prompt tokens + {answer} for the answer, window {window}"
+        );
+        assert!(
+            tokens + answer <= window,
+            "round {round}: {tokens} + {answer}"
+        );
+        if round > 0 {
+            let repair = sent.messages[3].content.as_str();
+            assert!(
+                repair.contains("ghost-"),
+                "round {round}: the problems are there"
+            );
+            let echo = sent.messages[2].content.as_str();
+            assert!(
+                echo.contains("\"steps\""),
+                "round {round}: the plan is sent back"
+            );
+        }
+    }
+    // Relevant tools in full, the rest by name.
+    let system = requests[0]["messages"][0]["content"].as_str().unwrap();
+    for tool in ["kube_get", "kube_scale"] {
+        assert!(
+            system.contains(&format!("- {tool} (")),
+            "{tool} is shown in full"
+        );
+    }
+    let shown = system.matches("\n  input: ").count();
+    assert!(
+        shown < catalog.entries().count(),
+        "not every tool in full: {shown}"
+    );
+    assert!(system.contains("Other tools, inputs not shown"));
+    for entry in catalog.entries() {
+        assert!(system.contains(&entry.name), "{} is named", entry.name);
+    }
+    println!(
+        "{shown} of {} tools shown in full",
+        catalog.entries().count()
     );
 }

@@ -1,34 +1,48 @@
-//! What Scarlet tells the model: her job, the agents, the tools with their input
-//! signatures, the rules a plan must keep, one example, and the request with its context.
+//! What Scarlet tells the model: her job, the agents, the tools relevant to the request
+//! with their input signatures (the others by name), the rules a plan must keep, one
+//! example, and the request with its context.
 
-use deckhand_runtime::{AgentRole, PlanRequest, ToolCatalog};
+use deckhand_runtime::{AgentRole, CatalogEntry, PlanRequest, ToolCatalog};
 use serde_json::{json, Value};
 
 /// At most this many history entries and similar threads go into the prompt.
 const MAX_CONTEXT_ENTRIES: usize = 6;
 
-/// The system prompt.
-pub fn system(catalog: &ToolCatalog, request: &PlanRequest) -> String {
+/// One history entry or similar thread is cut to this many characters.
+const MAX_ENTRY_CHARS: usize = 400;
+
+/// History and similar threads together take at most this many characters (the newest
+/// history and the most similar threads first): a small window has room for the
+/// request's context, not for a whole conversation.
+const MAX_CONTEXT_CHARS: usize = 2400;
+
+/// A tool's description in the prompt is cut to this many characters: its first
+/// sentence is what a planner needs.
+const MAX_DESCRIPTION_CHARS: usize = 160;
+
+/// The system prompt: `detailed` tools with their signatures, `named` ones by name only.
+pub fn system(
+    catalog: &ToolCatalog,
+    request: &PlanRequest,
+    detailed: &[&CatalogEntry],
+    named: &[&CatalogEntry],
+) -> String {
     let agents: Vec<String> = AgentRole::ALL
         .iter()
         .map(|agent| format!("- {}: {}", agent.id(), agent.responsibility()))
         .collect();
-    let tools: Vec<String> = catalog
-        .entries()
-        .map(|entry| {
-            format!(
-                "- {} ({}): {}\n  input: {}",
-                entry.name,
-                if entry.mutating {
-                    "MUTATING, waits for approval"
-                } else {
-                    "no cluster change"
-                },
-                entry.description,
-                signature(&entry.input_schema)
-            )
-        })
-        .collect();
+    let tools: Vec<String> = detailed.iter().map(|entry| tool_line(entry)).collect();
+    let others = match named.is_empty() {
+        true => String::new(),
+        false => format!(
+            "\nOther tools, inputs not shown (use one only when none above will do; its input is checked): {}\n",
+            named
+                .iter()
+                .map(|entry| entry.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let namespace = request.namespace.as_deref().unwrap_or("default");
     let example = match (catalog.get("kube_get"), catalog.get("kube_scale")) {
         (Some(_), Some(_)) => format!(
@@ -48,7 +62,7 @@ pub fn system(catalog: &ToolCatalog, request: &PlanRequest) -> String {
         "You are Scarlet, the planner of deckhand, a Kubernetes DevOps assistant. AI suggests, the engineer decides: \
 you write a plan, a person approves it, and only then does anything change.\n\n\
 Turn the request into a plan: a JSON object {{\"steps\": [...]}}, each step with id, agent, title, tool, input, depends_on, mutating, rationale.\n\n\
-Agents:\n{}\n\nTools (use only these; inputs must match exactly, `?` marks an optional field):\n{}\n\n\
+Agents:\n{}\n\nTools (use only these; inputs must match exactly, `?` marks an optional field):\n{}\n{others}\n\
 Rules:\n\
 - Step ids: letters, digits, '-', '_', '.'; unique.\n\
 - A step may use an earlier step's output with the string \"{{{{steps.ID.output}}}}\" or \"{{{{steps.ID.output.FIELD}}}}\", and must then depend on that step (directly or through others).\n\
@@ -64,22 +78,72 @@ Reply with only the JSON document.",
     )
 }
 
-/// The user message: context, then the request.
+/// One tool as the prompt shows it in full: name, whether it mutates, its description
+/// (first sentence) and its input signature.
+pub fn tool_line(entry: &CatalogEntry) -> String {
+    format!(
+        "- {} ({}): {}\n  input: {}",
+        entry.name,
+        if entry.mutating {
+            "MUTATING, waits for approval"
+        } else {
+            "no cluster change"
+        },
+        compact_description(&entry.description),
+        signature(&entry.input_schema)
+    )
+}
+
+/// The first sentence of a description, at most [`MAX_DESCRIPTION_CHARS`].
+fn compact_description(description: &str) -> String {
+    let description = description.trim();
+    let first = description
+        .char_indices()
+        .find(|(i, c)| *c == '.' && description[i + 1..].starts_with(|n: char| n.is_whitespace()))
+        .map_or(description, |(i, _)| &description[..=i]);
+    cut(first, MAX_DESCRIPTION_CHARS)
+}
+
+/// `text` cut to `max` characters, with `…` where it was cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+/// The user message: context (cut to its budget), then the request.
 pub fn user(request: &PlanRequest) -> String {
     let mut text = String::new();
     if let Some(namespace) = &request.namespace {
         text.push_str(&format!("Namespace: {namespace}\n"));
     }
-    let recent = request.history.len().saturating_sub(MAX_CONTEXT_ENTRIES);
-    if !request.history.is_empty() {
+    let mut room = MAX_CONTEXT_CHARS;
+    let mut take = |entries: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+        let mut kept = Vec::new();
+        for entry in entries.take(MAX_CONTEXT_ENTRIES) {
+            if room == 0 {
+                break;
+            }
+            let entry = cut(entry.trim(), MAX_ENTRY_CHARS.min(room));
+            room = room.saturating_sub(entry.chars().count());
+            kept.push(entry);
+        }
+        kept
+    };
+    // The newest history first for the budget, shown oldest first.
+    let mut history = take(&mut request.history.iter().rev());
+    history.reverse();
+    let similar = take(&mut request.similar_threads.iter());
+    if !history.is_empty() {
         text.push_str("The conversation so far:\n");
-        for entry in &request.history[recent..] {
+        for entry in &history {
             text.push_str(&format!("- {entry}\n"));
         }
     }
-    if !request.similar_threads.is_empty() {
+    if !similar.is_empty() {
         text.push_str("Similar past threads (for reference; the request decides):\n");
-        for entry in request.similar_threads.iter().take(MAX_CONTEXT_ENTRIES) {
+        for entry in &similar {
             text.push_str(&format!("- {entry}\n"));
         }
     }
@@ -87,12 +151,19 @@ pub fn user(request: &PlanRequest) -> String {
     text
 }
 
-/// The repair request for a plan that failed validation.
-pub fn repair(problems: &[String]) -> String {
-    format!(
-        "That plan is invalid:\n- {}\nReply with the whole corrected plan as one JSON document.",
-        problems.join("\n- ")
-    )
+/// The repair request for a plan that failed validation; `unseen` are tools the plan
+/// used whose inputs the prompt did not show.
+pub fn repair(problems: &[String], unseen: &[&CatalogEntry]) -> String {
+    let mut text = format!("That plan is invalid:\n- {}\n", problems.join("\n- "));
+    if !unseen.is_empty() {
+        text.push_str("Inputs of tools you used that were not shown above:\n");
+        for entry in unseen {
+            text.push_str(&tool_line(entry));
+            text.push('\n');
+        }
+    }
+    text.push_str("Reply with the whole corrected plan as one JSON document.");
+    text
 }
 
 /// A schema as a compact signature a model reads at a glance:
@@ -234,5 +305,36 @@ mod tests {
             signature(&either),
             "{file?: string, manifests?: [object]} (give exactly one of: manifests, file)"
         );
+    }
+
+    #[test]
+    fn descriptions_keep_their_first_sentence_and_context_keeps_its_budget() {
+        assert_eq!(
+            compact_description("Reads one object. Judged by the policies (e.g. a get)."),
+            "Reads one object."
+        );
+        assert_eq!(
+            compact_description("Version 1.27 is fine"),
+            "Version 1.27 is fine"
+        );
+        assert_eq!(cut(&"é".repeat(10), 3), "ééé…");
+        let request = PlanRequest {
+            thread_id: deckhand_runtime::ThreadId::new(),
+            text: "scale web to 3".into(),
+            namespace: None,
+            history: (0..20)
+                .map(|i| format!("turn {i}: {}", "x".repeat(1000)))
+                .collect(),
+            similar_threads: vec!["y".repeat(5000); 10],
+        };
+        let text = user(&request);
+        assert!(
+            text.chars().count() < MAX_CONTEXT_CHARS + 400,
+            "{}",
+            text.len()
+        );
+        assert!(text.contains("turn 19"), "the newest history stays");
+        assert!(!text.contains("turn 0:"), "the oldest goes");
+        assert!(text.ends_with("Request: scale web to 3"));
     }
 }
