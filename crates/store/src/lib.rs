@@ -26,6 +26,7 @@ pub mod database;
 pub mod error;
 pub mod heartbeat;
 pub mod knowledge;
+pub mod links;
 pub mod plans;
 pub mod replicated;
 pub mod snapshots;
