@@ -386,3 +386,71 @@ fn roles_of_the_conversation_are_what_the_tests_assume() {
     assert_eq!(roles[6], Role::Tool);
     assert_eq!(*roles.last().unwrap(), Role::User);
 }
+
+#[tokio::test]
+async fn a_streamed_answer_and_its_summary_are_accounted_to_the_thread() {
+    let chunk = |delta: Value, finish: Option<&str>| {
+        (
+            None,
+            json!({"id": "c", "object": "chat.completion.chunk", "model": "small-local",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let mut stream = Reply::sse(&[
+        chunk(json!({"role": "assistant", "content": "Scale "}), None),
+        chunk(json!({"content": "web."}), Some("stop")),
+        (
+            None,
+            json!({"id": "c", "object": "chat.completion.chunk", "model": "small-local", "choices": [],
+            "usage": {"prompt_tokens": 800, "completion_tokens": 2, "total_tokens": 802}}),
+        ),
+    ]);
+    stream.chunks.push("data: [DONE]\n\n".into());
+    let mock = Mock::start(vec![
+        completion("Earlier: web, 2 replicas.", 1400, 10),
+        stream,
+    ])
+    .await;
+    let (router, records) = small_window(&mock.url, true);
+    let done = router
+        .chat_stream(
+            "copilot",
+            ChatRequest::new(long_conversation())
+                .with_max_tokens(256)
+                .with_thread("thread-10"),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(done.text, "Scale web.");
+    assert_eq!(
+        (done.usage.input, done.usage.output),
+        (2200, 12),
+        "the summary counts in the answer"
+    );
+    let requests = mock.requests();
+    assert_eq!(requests[1].json()["stream"], true);
+    assert!(requests[1].body.contains("[Summary of the "));
+    let records = records.lock().unwrap();
+    let seen: Vec<(Purpose, Option<&str>, u64)> = records
+        .iter()
+        .map(|r| (r.purpose, r.thread_id.as_deref(), r.tokens_in))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Purpose::Summary, Some("thread-10"), 1400),
+            (Purpose::Stream, Some("thread-10"), 800),
+        ]
+    );
+    // The ledger's metrics count both, without the thread as a label.
+    let metrics = router.usage().snapshot().prometheus();
+    assert!(
+        metrics.contains("deckhand_llm_requests_total{backend=\"local\",model=\"small-local\",agent=\"copilot\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("thread-10"));
+}
