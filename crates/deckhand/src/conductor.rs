@@ -688,11 +688,10 @@ impl Conductor {
     ) -> Result<Ran> {
         let thread = Some(plan.thread_id);
         let scheduler = Scheduler::new(
-            Arc::new(ToolExecutor::new(
-                self.session.registry.clone(),
-                self.workspace.clone(),
-                who,
-            )),
+            Arc::new(
+                ToolExecutor::new(self.session.registry.clone(), self.workspace.clone(), who)
+                    .counting_in(self.events.metrics().cloned()),
+            ),
             Arc::new(self.session.database.clone()),
             SchedulerConfig {
                 stop_at_approval,

@@ -34,6 +34,9 @@ struct Channel {
 pub struct EventHub {
     database: Database,
     channels: Arc<Mutex<HashMap<ThreadId, Channel>>>,
+    /// Where plans, steps, approvals and restores are counted, once `deckhand serve`
+    /// sets it.
+    metrics: Arc<std::sync::OnceLock<deckhand_api::Metrics>>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -48,6 +51,40 @@ impl EventHub {
         Self {
             database,
             channels: Arc::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Counts what the events say in `metrics` (`deckhand_plans_total`,
+    /// `deckhand_steps_total`, `deckhand_approvals_total`, `deckhand_restores_total`).
+    /// Set once; later calls are ignored.
+    pub fn count_in(&self, metrics: deckhand_api::Metrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// The metrics events are counted in, once set.
+    pub fn metrics(&self) -> Option<&deckhand_api::Metrics> {
+        self.metrics.get()
+    }
+
+    fn count(&self, kind: ThreadEventKind, data: &Value) {
+        let Some(metrics) = self.metrics.get() else {
+            return;
+        };
+        let text = |field: &str| data.get(field).and_then(Value::as_str).unwrap_or("unknown");
+        let target = if data.get("step").is_none_or(Value::is_null) {
+            "plan"
+        } else {
+            "step"
+        };
+        match kind {
+            ThreadEventKind::PlanProposed => metrics.plan("proposed"),
+            ThreadEventKind::PlanFinished => metrics.plan(text("outcome")),
+            ThreadEventKind::Step => metrics.step(text("state")),
+            ThreadEventKind::Approval => metrics.approval("approved", target),
+            ThreadEventKind::Rejection => metrics.approval("rejected", target),
+            ThreadEventKind::Restore => metrics.restore("ok"),
+            _ => {}
         }
     }
 
@@ -81,6 +118,7 @@ impl EventHub {
             }
         };
         let id = u64::try_from(id).unwrap_or_default();
+        self.count(kind, &data);
         // Nobody watching is fine.
         let _ = sender.send(ThreadEvent {
             id,

@@ -14,6 +14,7 @@ pub struct ToolExecutor {
     registry: Arc<ToolRegistry>,
     workspace: PathBuf,
     requested_by: String,
+    metrics: Option<deckhand_api::Metrics>,
 }
 
 impl ToolExecutor {
@@ -28,7 +29,15 @@ impl ToolExecutor {
             registry,
             workspace,
             requested_by: requested_by.into(),
+            metrics: None,
         }
+    }
+
+    /// Counts every tool call, its outcome and latency in `metrics`.
+    #[must_use]
+    pub fn counting_in(mut self, metrics: Option<deckhand_api::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -45,14 +54,24 @@ impl StepExecutor for ToolExecutor {
             approved_by: context.approved_by.clone(),
             thread_id: Some(context.thread_id.to_string()),
         };
-        self.registry
-            .call(&step.tool, &tool_context, &input)
-            .await
-            .map_err(|error| StepError {
-                message: format!("{error:#}"),
-                // Only trouble reaching the cluster or a tool's CPU budget may pass on a
-                // second try; a denial, a bad input or a failed tool will not.
-                retryable: matches!(error.kind(), "cluster" | "time_limit"),
-            })
+        let started = std::time::Instant::now();
+        let called = self.registry.call(&step.tool, &tool_context, &input).await;
+        if let Some(metrics) = &self.metrics {
+            let outcome = match &called {
+                Ok(_) => "ok",
+                Err(error) => match error.kind() {
+                    "policy_denied" => "denied",
+                    "time_limit" => "timeout",
+                    _ => "error",
+                },
+            };
+            metrics.tool_call(&step.tool, outcome, started.elapsed());
+        }
+        called.map_err(|error| StepError {
+            message: format!("{error:#}"),
+            // Only trouble reaching the cluster or a tool's CPU budget may pass on a
+            // second try; a denial, a bad input or a failed tool will not.
+            retryable: matches!(error.kind(), "cluster" | "time_limit"),
+        })
     }
 }

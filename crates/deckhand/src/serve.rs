@@ -80,6 +80,7 @@ pub async fn serve(
         Arc::new(ClusterCheck { client }),
     ];
     let metrics = deckhand_api::Metrics::new();
+    conductor.events().count_in(metrics.clone());
     conductor
         .router()
         .usage()

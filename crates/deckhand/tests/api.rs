@@ -434,6 +434,16 @@ async fn a_request_through_the_api_from_question_to_restore() {
         metrics.contains("deckhand_http_requests_total{"),
         "{metrics}"
     );
+    for counted in [
+        "deckhand_plans_total{state=\"proposed\"}",
+        "deckhand_plans_total{state=\"succeeded\"}",
+        "deckhand_steps_total{state=\"succeeded\"}",
+        "deckhand_tool_calls_total{tool=\"kube_scale\",outcome=\"ok\"}",
+        "deckhand_approvals_total{decision=\"approved\",target=\"plan\"}",
+        "deckhand_restores_total{outcome=\"ok\"}",
+    ] {
+        assert!(metrics.contains(counted), "no {counted} in\n{metrics}");
+    }
 
     // Stop and start again: the events are stored, so a client resumes after its id.
     deckhand.stop();

@@ -94,7 +94,10 @@ async fn exercise(database: &Database) {
             20261122000001,
             20261123000001,
             20261124000001,
-            20261124000002
+            20261124000002,
+            20261125000001,
+            20261125000002,
+            20261125000003
         ],
         "each migration is applied once, the backend's own merged in by version"
     );
@@ -163,7 +166,7 @@ async fn sqlite_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        4
+        7
     );
 }
 
@@ -187,7 +190,7 @@ async fn postgres_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        4
+        7
     );
 }
 
@@ -253,7 +256,7 @@ async fn upgrade_keeps_threads(url: &str) {
             .await
             .expect("migrations")
             .len(),
-        4
+        7
     );
 }
 
