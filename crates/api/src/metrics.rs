@@ -76,6 +76,7 @@ struct PolicyLabels {
 struct LlmTokenLabels {
     backend: String,
     model: String,
+    agent: String,
     kind: String,
 }
 
@@ -83,7 +84,36 @@ struct LlmTokenLabels {
 struct LlmLabels {
     backend: String,
     model: String,
+    agent: String,
     outcome: String,
+}
+
+/// One LLM call, as [`Metrics::llm_call`] counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct LlmCall<'a> {
+    /// The backend's name.
+    pub backend: &'a str,
+    /// The model.
+    pub model: &'a str,
+    /// The agent (route) that asked.
+    pub agent: &'a str,
+    /// `ok`, `error` or `timeout`.
+    pub outcome: &'a str,
+    /// How long it took.
+    pub took: Duration,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Answer tokens.
+    pub completion_tokens: u64,
+    /// Estimated cost in US dollars, when the backend's prices are configured.
+    pub cost_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmCostLabels {
+    backend: String,
+    model: String,
+    agent: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,6 +149,7 @@ struct Families {
     policy_decisions: Family<PolicyLabels, Counter>,
     llm_tokens: Family<LlmTokenLabels, Counter>,
     llm_requests: Family<LlmLabels, Counter>,
+    llm_cost: Family<LlmCostLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     llm_duration: HistogramFamily<LlmModelLabels>,
     approvals: Family<ApprovalLabels, Counter>,
     restores: Family<OutcomeLabels, Counter>,
@@ -160,6 +191,7 @@ impl Metrics {
             policy_decisions: Family::default(),
             llm_tokens: Family::default(),
             llm_requests: Family::default(),
+            llm_cost: Family::default(),
             llm_duration: Family::new_with_constructor(llm_histogram),
             approvals: Family::default(),
             restores: Family::default(),
@@ -201,13 +233,18 @@ impl Metrics {
         );
         registry.register(
             "llm_tokens",
-            "LLM tokens by backend, model and kind (prompt, completion)",
+            "LLM tokens by backend, model, agent and kind (prompt, completion)",
             f.llm_tokens.clone(),
         );
         registry.register(
             "llm_requests",
-            "LLM requests by backend, model and outcome",
+            "LLM requests by backend, model, agent and outcome",
             f.llm_requests.clone(),
+        );
+        registry.register(
+            "llm_cost_usd",
+            "Estimated LLM cost in US dollars by backend, model and agent (for backends with prices configured)",
+            f.llm_cost.clone(),
         );
         registry.register(
             "llm_request_duration_seconds",
@@ -323,40 +360,47 @@ impl Metrics {
             .inc();
     }
 
-    /// One LLM request: its outcome (`ok`, `error`, `timeout`), latency and tokens.
-    pub fn llm_request(
-        &self,
-        backend: &str,
-        model: &str,
-        outcome: &str,
-        took: Duration,
-        prompt_tokens: u64,
-        completion_tokens: u64,
-    ) {
+    /// One LLM call: its outcome, latency, tokens and estimated cost.
+    pub fn llm_call(&self, call: &LlmCall<'_>) {
         self.families
             .llm_requests
             .get_or_create(&LlmLabels {
-                backend: backend.to_owned(),
-                model: model.to_owned(),
-                outcome: outcome.to_owned(),
+                backend: call.backend.to_owned(),
+                model: call.model.to_owned(),
+                agent: call.agent.to_owned(),
+                outcome: call.outcome.to_owned(),
             })
             .inc();
         self.families
             .llm_duration
             .get_or_create(&LlmModelLabels {
-                backend: backend.to_owned(),
-                model: model.to_owned(),
+                backend: call.backend.to_owned(),
+                model: call.model.to_owned(),
             })
-            .observe(took.as_secs_f64());
-        for (kind, count) in [("prompt", prompt_tokens), ("completion", completion_tokens)] {
+            .observe(call.took.as_secs_f64());
+        for (kind, count) in [
+            ("prompt", call.prompt_tokens),
+            ("completion", call.completion_tokens),
+        ] {
             self.families
                 .llm_tokens
                 .get_or_create(&LlmTokenLabels {
-                    backend: backend.to_owned(),
-                    model: model.to_owned(),
+                    backend: call.backend.to_owned(),
+                    model: call.model.to_owned(),
+                    agent: call.agent.to_owned(),
                     kind: kind.to_owned(),
                 })
                 .inc_by(count);
+        }
+        if let Some(cost) = call.cost_usd.filter(|cost| cost.is_finite() && *cost > 0.0) {
+            self.families
+                .llm_cost
+                .get_or_create(&LlmCostLabels {
+                    backend: call.backend.to_owned(),
+                    model: call.model.to_owned(),
+                    agent: call.agent.to_owned(),
+                })
+                .inc_by(cost);
         }
     }
 
@@ -454,7 +498,16 @@ mod tests {
         let metrics = Metrics::new();
         metrics.http_request("/api/threads", "GET", 200, Duration::from_millis(3));
         metrics.plan("proposed");
-        metrics.llm_request("ollama", "mistral", "ok", Duration::from_secs(2), 120, 40);
+        metrics.llm_call(&LlmCall {
+            backend: "ollama",
+            model: "mistral",
+            agent: "planner",
+            outcome: "ok",
+            took: Duration::from_secs(2),
+            prompt_tokens: 120,
+            completion_tokens: 40,
+            cost_usd: Some(0.25),
+        });
         metrics.approval("approved", "plan");
         let text = metrics.encode();
         assert!(text.contains(
@@ -465,13 +518,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(
-            "deckhand_llm_tokens_total{backend=\"ollama\",model=\"mistral\",kind=\"completion\"} 40"
+            "deckhand_llm_tokens_total{backend=\"ollama\",model=\"mistral\",agent=\"planner\",kind=\"completion\"} 40"
         ), "{text}");
         assert!(
             text.contains("deckhand_http_request_duration_seconds_bucket{"),
             "{text}"
         );
         assert!(text.contains("deckhand_approvals_total{decision=\"approved\",target=\"plan\"} 1"));
+        assert!(
+            text.contains("deckhand_llm_cost_usd_total{backend=\"ollama\",model=\"mistral\",agent=\"planner\"} 0.25"),
+            "{text}"
+        );
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             assert!(line.starts_with("deckhand_"), "{line}");
         }

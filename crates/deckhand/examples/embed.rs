@@ -53,7 +53,7 @@ pub async fn embed(root: &std::path::Path, cluster: Cluster) -> anyhow::Result<(
 
     // The embedder's own store (it could be its PostgreSQL), model router (here: no
     // model, the offline backend) and cluster.
-    std::fs::create_dir_all(&root).context("creating the example's folder")?;
+    std::fs::create_dir_all(root).context("creating the example's folder")?;
     let database = Database::open_sqlite(&root.join("service.db"))
         .await
         .context("opening the store")?;

@@ -161,7 +161,7 @@ impl Conductor {
                 })?
             }
         };
-        let events = EventHub::new(session.database.clone());
+        let events = EventHub::new(session.database.clone(), session.metrics.clone());
         let landing = Landing::open(&config.git)
             .await
             .map_err(|message| ConductorError::refused("opening", None, message))?;

@@ -36,7 +36,7 @@ pub struct EventHub {
     channels: Arc<Mutex<HashMap<ThreadId, Channel>>>,
     /// Where plans, steps, approvals and restores are counted, once `deckhand serve`
     /// sets it.
-    metrics: Arc<std::sync::OnceLock<deckhand_api::Metrics>>,
+    metrics: crate::journal::MetricsCell,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -46,18 +46,18 @@ impl std::fmt::Debug for EventHub {
 }
 
 impl EventHub {
-    /// A hub storing events in `database`.
-    pub fn new(database: Database) -> Self {
+    /// A hub storing events in `database`, counting in `metrics` once it is set.
+    pub fn new(database: Database, metrics: crate::journal::MetricsCell) -> Self {
         Self {
             database,
             channels: Arc::default(),
-            metrics: Arc::default(),
+            metrics,
         }
     }
 
-    /// Counts what the events say in `metrics` (`deckhand_plans_total`,
-    /// `deckhand_steps_total`, `deckhand_approvals_total`, `deckhand_restores_total`).
-    /// Set once; later calls are ignored.
+    /// Counts plans and steps by state in `metrics` (`deckhand_plans_total`,
+    /// `deckhand_steps_total`); the tool executor and the gate's audit sink count tool
+    /// calls and policy decisions in the same metrics. Set once; later calls are ignored.
     pub fn count_in(&self, metrics: deckhand_api::Metrics) {
         let _ = self.metrics.set(metrics);
     }
@@ -72,18 +72,11 @@ impl EventHub {
             return;
         };
         let text = |field: &str| data.get(field).and_then(Value::as_str).unwrap_or("unknown");
-        let target = if data.get("step").is_none_or(Value::is_null) {
-            "plan"
-        } else {
-            "step"
-        };
+        // Approvals and restores are counted by the API that took them.
         match kind {
             ThreadEventKind::PlanProposed => metrics.plan("proposed"),
             ThreadEventKind::PlanFinished => metrics.plan(text("outcome")),
             ThreadEventKind::Step => metrics.step(text("state")),
-            ThreadEventKind::Approval => metrics.approval("approved", target),
-            ThreadEventKind::Rejection => metrics.approval("rejected", target),
-            ThreadEventKind::Restore => metrics.restore("ok"),
             _ => {}
         }
     }

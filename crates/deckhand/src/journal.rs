@@ -82,7 +82,12 @@ fn key_of(object: &ObjectRef) -> ObjectKey {
 #[derive(Debug, Clone)]
 pub struct StoreAudit {
     sender: mpsc::UnboundedSender<AuditEntry>,
+    /// Where policy decisions are counted, once `deckhand serve` sets it.
+    metrics: MetricsCell,
 }
+
+/// The metrics deckhand counts in, set once by `deckhand serve` (the CLI counts nothing).
+pub type MetricsCell = std::sync::Arc<std::sync::OnceLock<deckhand_api::Metrics>>;
 
 /// Waits until every audit record sent before it was written.
 pub struct AuditFlush(tokio::task::JoinHandle<()>);
@@ -97,7 +102,7 @@ impl AuditFlush {
 impl StoreAudit {
     /// A sink writing to `database`; await the [`AuditFlush`] after dropping the sink
     /// (and the gates holding it) so nothing is lost at exit.
-    pub fn start(database: Database) -> (Self, AuditFlush) {
+    pub fn start(database: Database, metrics: MetricsCell) -> (Self, AuditFlush) {
         let (sender, mut receiver) = mpsc::unbounded_channel::<AuditEntry>();
         let writer = tokio::spawn(async move {
             while let Some(entry) = receiver.recv().await {
@@ -106,12 +111,24 @@ impl StoreAudit {
                 }
             }
         });
-        (Self { sender }, AuditFlush(writer))
+        (Self { sender, metrics }, AuditFlush(writer))
     }
 }
 
 impl AuditSink for StoreAudit {
     fn record(&self, record: &AuditRecord) {
+        if let (Some(metrics), false) = (self.metrics.get(), record.stage == Stage::Write) {
+            // One count per objecting policy; an allowed decision counts once as `all`.
+            for violation in &record.violations {
+                metrics.policy_decision(&violation.policy, "denied");
+            }
+            for warning in &record.warnings {
+                metrics.policy_decision(&warning.policy, "warned");
+            }
+            if record.allowed && record.violations.is_empty() {
+                metrics.policy_decision("all", "allowed");
+            }
+        }
         let action = match (record.stage, record.allowed) {
             (Stage::Write, true) => "cluster.write",
             (Stage::Write, false) => "cluster.write_failed",

@@ -149,18 +149,20 @@ fn llm_usage_sink(
 ) -> Arc<dyn deckhand_llm::UsageSink> {
     deckhand_llm::sink_fn("store", move |record: deckhand_llm::UsageRecord| {
         let database = database.clone();
-        metrics.llm_request(
-            &record.backend,
-            &record.model,
-            match (&record.error, record.answered) {
+        metrics.llm_call(&deckhand_api::metrics::LlmCall {
+            backend: &record.backend,
+            model: &record.model,
+            agent: &record.agent,
+            outcome: match (&record.error, record.answered) {
                 (None, _) => "ok",
                 (Some(kind), _) if kind == "timeout" => "timeout",
                 _ => "error",
             },
-            record.latency,
-            record.tokens_in,
-            record.tokens_out,
-        );
+            took: record.latency,
+            prompt_tokens: record.tokens_in,
+            completion_tokens: record.tokens_out,
+            cost_usd: record.cost_usd,
+        });
         async move {
             database
                 .record_llm_usage(&deckhand_store::LlmUsage {

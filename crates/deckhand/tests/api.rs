@@ -439,8 +439,9 @@ async fn a_request_through_the_api_from_question_to_restore() {
         "deckhand_plans_total{state=\"succeeded\"}",
         "deckhand_steps_total{state=\"succeeded\"}",
         "deckhand_tool_calls_total{tool=\"kube_scale\",outcome=\"ok\"}",
-        "deckhand_approvals_total{decision=\"approved\",target=\"plan\"}",
+        "deckhand_approvals_total{decision=\"approved\",target=\"plan\"} 1",
         "deckhand_restores_total{outcome=\"ok\"}",
+        "deckhand_policy_decisions_total{policy=\"all\",result=\"allowed\"}",
     ] {
         assert!(metrics.contains(counted), "no {counted} in\n{metrics}");
     }

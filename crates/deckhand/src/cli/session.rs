@@ -31,6 +31,8 @@ pub struct Session {
     /// The cluster gate, when a cluster is configured: prior states go to the store's
     /// snapshots, decisions and writes to its audit log.
     pub gate: Option<ClusterGate>,
+    /// Where `deckhand serve` has everything counted (empty for the CLI).
+    pub metrics: crate::journal::MetricsCell,
     audit_flush: Option<AuditFlush>,
 }
 
@@ -104,6 +106,7 @@ pub async fn open_with(config: &Config, parts: Parts) -> Result<Session, String>
     register_analyzers(&mut registry).map_err(|error| format!("{error:#}"))?;
     let mut gate = None;
     let mut audit_flush = None;
+    let metrics = crate::journal::MetricsCell::default();
     let kube_config = match parts.cluster {
         Cluster::Inferred => kube::Config::infer().await.ok(),
         Cluster::Config(kube_config) => Some(*kube_config),
@@ -114,7 +117,7 @@ pub async fn open_with(config: &Config, parts: Parts) -> Result<Session, String>
             .policy
             .engine()
             .map_err(|error| format!("{error:#}"))?;
-        let (audit, flush) = StoreAudit::start(database.clone());
+        let (audit, flush) = StoreAudit::start(database.clone(), metrics.clone());
         let cluster = ClusterGate::from_config(kube_config, policy)
             .map_err(|error| format!("the Kubernetes configuration is unusable: {error:#}"))?
             .with_journal(Arc::new(StoreJournal::new(database.clone())))
@@ -128,6 +131,7 @@ pub async fn open_with(config: &Config, parts: Parts) -> Result<Session, String>
         registry: Arc::new(registry),
         connected: gate.is_some(),
         gate,
+        metrics,
         audit_flush,
     })
 }
