@@ -190,6 +190,13 @@ pub enum Error {
         /// Why the journal refused.
         message: String,
     },
+    /// The `[alerts]` configuration is invalid, or its senders cannot start; every
+    /// problem is listed, each naming its key.
+    #[error("the alerts configuration is invalid:\n  - {}", problems.join("\n  - "))]
+    InvalidAlerts {
+        /// One line per problem.
+        problems: Vec<String>,
+    },
 }
 
 /// One place where an input breaks its schema.
@@ -236,6 +243,7 @@ impl Error {
             Self::Cluster { .. } => "cluster",
             Self::ChangedSinceApproval { .. } => "changed_since_approval",
             Self::Journal { .. } => "journal",
+            Self::InvalidAlerts { .. } => "invalid_alerts",
         }
     }
 

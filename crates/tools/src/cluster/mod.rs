@@ -17,8 +17,12 @@
 //! - [`change`]: [`ClusterChange`] and [`ObjectRef`], what callers ask for.
 //! - [`audit`]: [`AuditRecord`] and the sinks records go to.
 //! - [`tools`]: the cluster tools agents call (`kube_get`, `pod_facts`, `kube_apply`, ...).
+//! - [`access`]: acting as the person, access reviews, and the [`Alert`]s refusals raise.
+//! - [`alerts`]: alerts out to a webhook or Slack ([`WebhookAlerts`]), and to several
+//!   sinks at once ([`FanoutAlerts`]).
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod change;
 pub mod journal;
@@ -28,6 +32,9 @@ pub mod restore;
 pub mod tools;
 
 pub use access::{AccessCheck, AccessDenied, Alert, AlertSink, EventAlerts, Person};
+pub use alerts::{
+    AlertStats, AlertsConfig, DeliveryOptions, FanoutAlerts, WebhookAlerts, WebhookTarget,
+};
 pub use audit::{AuditRecord, AuditSink, MemoryAudit, Stage, TracingAudit};
 pub use change::{ClusterChange, ObjectRef, PatchType};
 pub use journal::{snapshot_of, ChangeJournal, MemoryJournal, PriorState};
