@@ -31,6 +31,11 @@ export function forgetToken() {
   sessionStorage.removeItem(TOKEN_KEY);
 }
 
+/** How often a call refused for the caller's rate (429) is sent again. */
+const RATE_LIMIT_RETRIES = 3;
+/** The longest wait before sending it again, whatever `Retry-After` says. */
+const MAX_RETRY_WAIT_SECONDS = 10;
+
 /**
  * One API call. `token` overrides the stored token (logging in checks a token before
  * keeping it, and its 401 must not end a session that has not started).
@@ -45,10 +50,17 @@ async function call(method, path, body, token) {
     init.body = JSON.stringify(body);
   }
   let response;
-  try {
-    response = await fetch(path, init);
-  } catch (error) {
-    throw new ApiError(0, 'network', `deckhand did not answer (${error.message})`);
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      response = await fetch(path, init);
+    } catch (error) {
+      throw new ApiError(0, 'network', `deckhand did not answer (${error.message})`);
+    }
+    // Over the caller's rate: the request was not handled, so it is sent again after
+    // the wait the server names (a few times, a few seconds at most).
+    if (response.status !== 429 || attempt > RATE_LIMIT_RETRIES) break;
+    const wait = Math.min(Number(response.headers.get('Retry-After')) || 1, MAX_RETRY_WAIT_SECONDS);
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
   }
   const text = await response.text();
   let data = null;

@@ -17,6 +17,7 @@
 //! - [`change`]: [`ClusterChange`] and [`ObjectRef`], what callers ask for.
 //! - [`audit`]: [`AuditRecord`] and the sinks records go to.
 //! - [`tools`]: the cluster tools agents call (`kube_get`, `pod_facts`, `kube_apply`, ...).
+//! - [`scan`]: the read-only health scan (`health_scan`).
 //! - [`access`]: acting as the person, access reviews, and the [`Alert`]s refusals raise.
 //! - [`alerts`]: alerts out to a webhook or Slack ([`WebhookAlerts`]), and to several
 //!   sinks at once ([`FanoutAlerts`]).
@@ -29,6 +30,7 @@ pub mod journal;
 pub mod read;
 pub mod redact;
 pub mod restore;
+pub mod scan;
 pub mod tools;
 
 pub use access::{AccessCheck, AccessDenied, Alert, AlertSink, EventAlerts, Person};
@@ -42,7 +44,28 @@ pub use read::{ListPage, ListQuery, LogQuery};
 pub use redact::redact_secrets;
 pub use tools::planned_changes;
 pub use restore::{RestoreAction, RestorePlan, RestoreReport, RestoreStep};
-pub use tools::{cluster_tool_specs, register_cluster_tools};
+pub use scan::{assess_health, HealthOptions, HealthReport};
+
+/// Registers every cluster tool over `gate`: the reads and writes of [`tools`] and the
+/// health scan of [`scan`].
+///
+/// # Errors
+/// [`Error::DuplicateTool`] when a tool of the same name is already registered.
+pub fn register_cluster_tools(
+    registry: &mut crate::registry::ToolRegistry,
+    gate: &ClusterGate,
+) -> Result<()> {
+    tools::register_cluster_tools(registry, gate)?;
+    scan::register_scan_tools(registry, gate)
+}
+
+/// The cluster tools' manifests, for planning where no cluster is connected (plans name
+/// these tools; running them needs the cluster).
+pub fn cluster_tool_specs() -> Vec<crate::spec::ToolSpec> {
+    let mut specs = tools::cluster_tool_specs();
+    specs.extend(scan::scan_tool_specs());
+    specs
+}
 
 use crate::error::{Error, Result};
 use deckhand_policy::request::{GroupVersionKind as PolicyGvk, GroupVersionResource, UserInfo};
