@@ -372,7 +372,9 @@ async function memory() {
     await textOf('whoami', options.subject ?? /\S/, 'the caller from the link');
     expect(!page.url().includes('token='), `the token stayed in the address bar: ${page.url()}`);
     expect(await page.evaluate(() => sessionStorage.getItem('deckhand.token')) === options.token, 'the link\'s token was not kept');
-    // The same link pasted into a tab that is already open (a same-document navigation).
+    // The same link pasted into a tab that is already open (a same-document navigation),
+    // once the app has settled (its start-up navigation must not race the new hash).
+    await page.waitForLoadState('networkidle');
     await page.evaluate(() => sessionStorage.clear());
     await page.evaluate((token) => { location.hash = `#token=${encodeURIComponent(token)}`; }, options.token);
     await until(() => sessionStorage.getItem('deckhand.token') !== null && !location.href.includes('token='),
