@@ -746,7 +746,7 @@ pub fn scan_tool_specs() -> Vec<ToolSpec> {
     let schema = |value: schemars::Schema| serde_json::to_value(value).unwrap_or(json!({}));
     vec![ToolSpec {
         name: HEALTH_SCAN.to_owned(),
-        description: "Read-only health check of a namespace or the whole cluster: crash-looping containers (restart counts, last exit), containers that cannot start, pods pending or not ready, Deployments past their progress deadline or short of replicas, unbound PersistentVolumeClaims. Findings worst first, each with a pod_facts step to look closer.".to_owned(),
+        description: "Read-only health check of a namespace or the cluster: crash loops (restarts, last exit), containers that cannot start, pods pending or not ready, stuck or short Deployments, unbound claims.".to_owned(),
         workspace: WorkspaceAccess::None,
         mutating: false,
         input_schema: schema(schemars::schema_for!(HealthScanInput)),
