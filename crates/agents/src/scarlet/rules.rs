@@ -3,6 +3,7 @@
 //! required ones always), and the draft is validated by [`Plan::new`] like any other.
 
 use crate::scarlet::intent::{self, Intent};
+use deckhand_runtime::heartbeat::HeartbeatKind;
 use deckhand_runtime::{AgentRole, Error, Plan, PlanDraft, PlanRequest, Result, Step, ToolCatalog};
 use serde_json::{json, Map, Value};
 
@@ -17,6 +18,7 @@ pub const CAPABILITIES: &str = "Without a language model, deckhand understands t
   - create a deployment for IMAGE:TAG [with N replicas] [and a service] [port P]\n\
   - give NAME an HPA, MIN-MAX replicas [at C% cpu]\n\
   - scan namespace NS for security issues; who can read secrets\n\
+  - health scan [of namespace NS]; security scan [of namespace NS] (workloads and RBAC)\n\
   - list pods / deployments / services ...; show logs of NAME\n\
   - a pasted Alertmanager payload (JSON) or pasted logs\n\
   - create a configmap / secret template / helm chart / ingress; create an S3 bucket named NAME in REGION\n\
@@ -29,6 +31,15 @@ Configure a model in the [llm] table of deckhand.toml for anything else.";
 /// deckhand never does, naming what it can do; [`Error::InvalidPlan`] when the catalog's
 /// tools do not accept what the rules produce (a catalog without the cluster tools, say).
 pub fn plan(request: &PlanRequest, catalog: &ToolCatalog) -> Result<Plan> {
+    let first_line = request.text.lines().next().unwrap_or("");
+    if let Some(scan) = BuiltinScan::named_in(first_line) {
+        let namespace = intent::namespace_in(first_line).or_else(|| request.namespace.clone());
+        let request = PlanRequest {
+            namespace,
+            ..request.clone()
+        };
+        return scan_plan(scan, &request, catalog);
+    }
     let intent = intent::parse(&request.text).ok_or_else(|| Error::Planning {
         message: format!(
             "I could not read {:?} as one of the requests I know.\n{CAPABILITIES}",
@@ -51,6 +62,77 @@ pub fn plan(request: &PlanRequest, catalog: &ToolCatalog) -> Result<Plan> {
         request.text.clone(),
         CREATED_BY,
         PlanDraft { steps },
+        catalog,
+    )
+}
+
+/// The scans deckhand runs on its own (heartbeat tasks): read-only plans of a fixed shape,
+/// made without a model so a scheduled scan plans the same way every time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinScan {
+    /// `health_scan`: crash loops, pods pending or not ready, failing Deployments,
+    /// unbound claims.
+    Health,
+    /// `kube_list` of the workloads and the RBAC objects, then `scan_workloads` and
+    /// `scan_rbac`.
+    Security,
+}
+
+impl BuiltinScan {
+    /// The built-in scan a request names: "health scan", "health check", "cluster
+    /// health"; "security scan", "security audit" (the words of
+    /// `HeartbeatTask::request_text`, or a person's).
+    pub fn named_in(text: &str) -> Option<Self> {
+        let text = text.to_lowercase();
+        let names = |phrases: &[&str]| phrases.iter().any(|phrase| text.contains(phrase));
+        if names(&["health scan", "health check", "cluster health"]) {
+            Some(Self::Health)
+        } else if names(&["security scan", "security audit"]) {
+            Some(Self::Security)
+        } else {
+            None
+        }
+    }
+
+    /// The built-in scan a heartbeat task runs; `None` for a request (planned like any
+    /// other).
+    pub fn of(kind: &HeartbeatKind) -> Option<Self> {
+        match kind {
+            HeartbeatKind::HealthScan => Some(Self::Health),
+            HeartbeatKind::SecurityScan => Some(Self::Security),
+            HeartbeatKind::Request { .. } => None,
+        }
+    }
+}
+
+/// The plan of a built-in scan of `request.namespace` (every namespace when `None`),
+/// in `request.thread_id`, titled `request.text`. Every step is read-only.
+///
+/// # Errors
+/// [`Error::Planning`] when the catalog lacks a tool the scan needs (no cluster
+/// connected, say); [`Error::InvalidPlan`] when its tools refuse the inputs.
+pub fn scan_plan(scan: BuiltinScan, request: &PlanRequest, catalog: &ToolCatalog) -> Result<Plan> {
+    let scope = request.namespace.as_deref();
+    let mut builder = Builder {
+        catalog,
+        namespace: scope.unwrap_or("default").to_owned(),
+        explicit_namespace: scope.is_some(),
+        steps: Vec::new(),
+    };
+    match scan {
+        BuiltinScan::Health => builder.health_scan(scope)?,
+        BuiltinScan::Security => {
+            builder.workload_scan("scan-workloads", scope)?;
+            builder.rbac_scan("scan-rbac", scope)?;
+        }
+    }
+    Plan::new(
+        request.thread_id,
+        request.text.clone(),
+        CREATED_BY,
+        PlanDraft {
+            steps: builder.steps,
+        },
         catalog,
     )
 }
@@ -170,6 +252,74 @@ impl Builder<'_> {
         let depends: Vec<&str> = dry_runs.iter().map(String::as_str).collect();
         self.add(&format!("apply-{label}"), AgentRole::Sre, format!("Apply {path} to {ns}"), "kube_apply", json!({"file": path}), &depends,
             "Changes the cluster, so it waits for approval; it runs only after every dry run passed.")
+    }
+
+    /// `kube_list` of every workload kind in `scope` (every namespace when `None`), then
+    /// `scan_workloads` over them as step `scan_id`.
+    fn workload_scan(&mut self, scan_id: &str, scope: Option<&str>) -> Result<()> {
+        let where_ = scope.map_or_else(|| "in every namespace".to_owned(), |ns| format!("in {ns}"));
+        let mut lists = Vec::new();
+        for (id, api_version, kind) in [
+            ("list-deployments", "apps/v1", "Deployment"),
+            ("list-statefulsets", "apps/v1", "StatefulSet"),
+            ("list-daemonsets", "apps/v1", "DaemonSet"),
+            ("list-cronjobs", "batch/v1", "CronJob"),
+            ("list-pods", "v1", "Pod"),
+        ] {
+            self.add(id, AgentRole::Security, format!("List {kind}s {where_}"), "kube_list", json!({"apiVersion": api_version, "kind": kind, "namespace": scope}), &[],
+                "Reads the workloads to scan (bare pods too; pods of a controller are scanned through it).")?;
+            lists.push(id);
+        }
+        let objects: Vec<Value> = lists
+            .iter()
+            .map(|id| json!(format!("{{{{steps.{id}.output.items}}}}")))
+            .collect();
+        self.add(scan_id, AgentRole::Security, format!("Scan the workloads {where_} for misconfigurations"), "scan_workloads", json!({"objects": objects}), &lists,
+            "Finds privileged containers, host access, root users, missing limits and probes, unpinned images; changes nothing.")
+    }
+
+    /// `kube_list` of Roles and RoleBindings in `scope` (every namespace when `None`) and
+    /// of the cluster-wide ones, then `scan_rbac` over them as step `scan_id`.
+    fn rbac_scan(&mut self, scan_id: &str, scope: Option<&str>) -> Result<()> {
+        let where_ = scope.map_or_else(|| "in every namespace".to_owned(), |ns| format!("in {ns}"));
+        let ids = [
+            "list-roles",
+            "list-rolebindings",
+            "list-clusterroles",
+            "list-clusterrolebindings",
+        ];
+        for (id, kind, namespaced) in [
+            (ids[0], "Role", true),
+            (ids[1], "RoleBinding", true),
+            (ids[2], "ClusterRole", false),
+            (ids[3], "ClusterRoleBinding", false),
+        ] {
+            let (namespace, title) = if namespaced {
+                (scope, format!("List {kind}s {where_}"))
+            } else {
+                (None, format!("List {kind}s (cluster-wide)"))
+            };
+            self.add(id, AgentRole::Security, title, "kube_list",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "namespace": namespace}), &[],
+                "Reads the roles and bindings to scan.")?;
+        }
+        let objects: Vec<Value> = ids
+            .iter()
+            .map(|id| json!(format!("{{{{steps.{id}.output.items}}}}")))
+            .collect();
+        self.add(scan_id, AgentRole::Security, "Find risky RBAC and who can read Secrets".into(), "scan_rbac", json!({"objects": objects}),
+            &ids,
+            "Reports wildcards, cluster-admin bindings and every subject that can read Secrets; changes nothing.")
+    }
+
+    /// The health scan of `scope` (every namespace when `None`).
+    fn health_scan(&mut self, scope: Option<&str>) -> Result<()> {
+        let where_ = scope.map_or_else(
+            || "every namespace".to_owned(),
+            |ns| format!("namespace {ns}"),
+        );
+        self.add("health", AgentRole::Sre, format!("Health scan of {where_}"), "health_scan", json!({"namespace": scope}), &[],
+            "Finds crash loops, containers that cannot start, pods pending or not ready, stuck or short Deployments and unbound claims; changes nothing.")
     }
 
     fn build(mut self, intent: Intent) -> Result<Vec<Step>> {
@@ -304,57 +454,11 @@ impl Builder<'_> {
                 self.apply("hpa", &path, &[dry_run])?;
             }
             Intent::ScanWorkloads => {
-                let mut lists = Vec::new();
-                for (id, api_version, kind) in [
-                    ("list-deployments", "apps/v1", "Deployment"),
-                    ("list-statefulsets", "apps/v1", "StatefulSet"),
-                    ("list-daemonsets", "apps/v1", "DaemonSet"),
-                    ("list-cronjobs", "batch/v1", "CronJob"),
-                    ("list-pods", "v1", "Pod"),
-                ] {
-                    self.add(id, AgentRole::Security, format!("List {kind}s in {ns}"), "kube_list", json!({"apiVersion": api_version, "kind": kind, "namespace": ns}), &[],
-                        "Reads the workloads to scan (bare pods too; pods of a controller are scanned through it).")?;
-                    lists.push(id);
-                }
-                let objects: Vec<Value> = lists
-                    .iter()
-                    .map(|id| json!(format!("{{{{steps.{id}.output.items}}}}")))
-                    .collect();
-                self.add("scan", AgentRole::Security, format!("Scan the workloads in {ns} for misconfigurations"), "scan_workloads", json!({"objects": objects}), &lists,
-                    "Finds privileged containers, host access, root users, missing limits and probes, unpinned images; changes nothing.")?;
+                self.workload_scan("scan", Some(&ns))?;
             }
             Intent::ScanRbac => {
-                let explicit = self.explicit_namespace;
-                let namespace = if explicit {
-                    Value::String(ns.clone())
-                } else {
-                    Value::Null
-                };
-                let scope = if explicit {
-                    format!("in {ns}")
-                } else {
-                    "in every namespace".to_owned()
-                };
-                for (id, kind, namespaced) in [
-                    ("list-roles", "Role", true),
-                    ("list-rolebindings", "RoleBinding", true),
-                    ("list-clusterroles", "ClusterRole", false),
-                    ("list-clusterrolebindings", "ClusterRoleBinding", false),
-                ] {
-                    let where_ = if namespaced {
-                        scope.clone()
-                    } else {
-                        "(cluster-wide)".to_owned()
-                    };
-                    self.add(id, AgentRole::Security, format!("List {kind}s {where_}"), "kube_list",
-                        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "namespace": if namespaced { namespace.clone() } else { Value::Null }}), &[],
-                        "Reads the roles and bindings to scan.")?;
-                }
-                self.add("scan", AgentRole::Security, "Find risky RBAC and who can read Secrets".into(), "scan_rbac", json!({"objects": [
-                    "{{steps.list-roles.output.items}}", "{{steps.list-rolebindings.output.items}}",
-                    "{{steps.list-clusterroles.output.items}}", "{{steps.list-clusterrolebindings.output.items}}"]}),
-                    &["list-roles", "list-rolebindings", "list-clusterroles", "list-clusterrolebindings"],
-                    "Reports wildcards, cluster-admin bindings and every subject that can read Secrets; changes nothing.")?;
+                let scope = self.explicit_namespace.then_some(ns);
+                self.rbac_scan("scan", scope.as_deref())?;
             }
             Intent::TriageAlert { payload } => {
                 self.add("triage", AgentRole::Sre, "Triage the alert".into(), "triage_alert", json!({"alert": payload.clone()}), &[],
