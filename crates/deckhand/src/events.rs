@@ -123,29 +123,6 @@ impl EventHub {
         Some(id)
     }
 
-    /// The id of the thread's latest stored event (0 when it has none).
-    ///
-    /// # Errors
-    /// The store fails.
-    pub async fn last_id(&self, thread: ThreadId) -> Result<u64, String> {
-        let mut last = 0;
-        loop {
-            let page = self
-                .database
-                .thread_events_after(
-                    thread,
-                    i64::try_from(last).unwrap_or(i64::MAX),
-                    BACKLOG_PAGE,
-                )
-                .await
-                .map_err(|error| format!("{error:#}"))?;
-            match page.last() {
-                Some(event) => last = u64::try_from(event.id).unwrap_or_default(),
-                None => return Ok(last),
-            }
-        }
-    }
-
     /// Every stored event of the thread, oldest first.
     ///
     /// # Errors
