@@ -4,6 +4,7 @@
 
 use deckhand_runtime::scheduler::{StepContext, StepError};
 use deckhand_runtime::{Step, StepExecutor};
+use deckhand_tools::cluster::Person;
 use deckhand_tools::{ToolContext, ToolRegistry};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ pub struct ToolExecutor {
     registry: Arc<ToolRegistry>,
     workspace: PathBuf,
     requested_by: String,
+    acting_as: Option<Person>,
     metrics: Option<deckhand_api::Metrics>,
 }
 
@@ -29,8 +31,16 @@ impl ToolExecutor {
             registry,
             workspace,
             requested_by: requested_by.into(),
+            acting_as: None,
             metrics: None,
         }
+    }
+
+    /// Makes cluster calls as `person` (impersonation), so their own RBAC applies.
+    #[must_use]
+    pub fn acting_as(mut self, person: Option<Person>) -> Self {
+        self.acting_as = person;
+        self
     }
 
     /// Counts every tool call, its outcome and latency in `metrics`.
@@ -53,6 +63,7 @@ impl StepExecutor for ToolExecutor {
             requested_by: self.requested_by.clone(),
             approved_by: context.approved_by.clone(),
             thread_id: Some(context.thread_id.to_string()),
+            acting_as: self.acting_as.clone(),
         };
         let started = std::time::Instant::now();
         let called = self.registry.call(&step.tool, &tool_context, &input).await;

@@ -26,6 +26,9 @@ pub struct ToolContext {
     /// The thread the call belongs to: cluster writes keep each object's prior state
     /// under it, so the thread can be restored.
     pub thread_id: Option<String>,
+    /// The person whose Kubernetes identity cluster calls use (`Impersonate-User` /
+    /// `Impersonate-Group`), so their own RBAC applies; `None` calls as deckhand itself.
+    pub acting_as: Option<crate::cluster::Person>,
 }
 
 /// The future a tool call returns.

@@ -16,6 +16,18 @@ use std::sync::{Arc, Mutex};
 
 const ALICE: &str = "alice@example.com";
 
+/// An error with its causes, as the person reads it.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Default)]
 struct Alerts(Mutex<Vec<Alert>>);
 
@@ -228,4 +240,92 @@ async fn deckhand_acts_as_the_person_and_says_which_permission_is_missing() {
     let message = event.message.clone().unwrap_or_default();
     assert!(message.starts_with(ALICE), "{message}");
     assert!(message.contains("Namespace"), "{message}");
+
+    // The cluster tools act as the person the call is made for when the context says so:
+    // the same registry reads shop for Alice, is refused prod, and without a person
+    // reads prod as deckhand itself.
+    let mut registry = deckhand_tools::ToolRegistry::new();
+    deckhand_tools::cluster::register_cluster_tools(&mut registry, &gate).unwrap();
+    let for_alice = deckhand_tools::ToolContext {
+        requested_by: ALICE.into(),
+        acting_as: Some(alice.clone()),
+        ..deckhand_tools::ToolContext::default()
+    };
+    let get = |namespace: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "namespace": namespace, "name": "app"});
+    let read = registry
+        .call("kube_get", &for_alice, &get("shop"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read.pointer("/object/data/mode"),
+        Some(&json!("fast")),
+        "{read}"
+    );
+    let refused = registry
+        .call("kube_get", &for_alice, &get("prod"))
+        .await
+        .unwrap_err();
+    assert!(chain(&refused).contains("forbidden"), "{}", chain(&refused));
+    // Twice, to go through the gate kept for her.
+    let refused = registry
+        .call("kube_get", &for_alice, &get("prod"))
+        .await
+        .unwrap_err();
+    assert!(chain(&refused).contains("forbidden"), "{}", chain(&refused));
+    let as_deckhand = deckhand_tools::ToolContext {
+        requested_by: ALICE.into(),
+        ..deckhand_tools::ToolContext::default()
+    };
+    registry
+        .call("kube_get", &as_deckhand, &get("prod"))
+        .await
+        .unwrap();
+
+    // The access review of steps names the permission each call needs.
+    let workspace = std::path::Path::new("/nonexistent");
+    let needed = |tool: &'static str, input: serde_json::Value| {
+        let gate = gate.clone();
+        async move {
+            deckhand_tools::cluster::access_needed_for(&gate, tool, &input, workspace)
+                .await
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        needed("kube_get", get("prod")).await,
+        ["get configmaps \"app\" in namespace prod"]
+    );
+    assert_eq!(
+        needed(
+            "kube_list",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "namespace": "shop"})
+        )
+        .await,
+        ["list configmaps in namespace shop"]
+    );
+    assert_eq!(
+        needed(
+            "kube_scale",
+            json!({"kind": "Deployment", "namespace": "shop", "name": "web", "replicas": 3})
+        )
+        .await,
+        ["patch deployments.apps/scale \"web\" in namespace shop"]
+    );
+    assert_eq!(
+        needed("pod_facts", json!({"namespace": "shop", "name": "web-1"})).await,
+        [
+            "get pods \"web-1\" in namespace shop",
+            "get pods/log \"web-1\" in namespace shop"
+        ]
+    );
+    assert!(
+        deckhand_tools::cluster::access_needed_for(&gate, "write_file", &json!({}), workspace)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -490,6 +490,7 @@ async fn the_cluster_tools_go_through_the_gate() {
         requested_by: ALICE.into(),
         approved_by: None,
         thread_id: None,
+        acting_as: None,
     };
     let approved = ToolContext {
         approved_by: Some("bob@example.com".into()),

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Someone deckhand acts for: a Kubernetes username and groups.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct Person {
     /// The username the cluster knows them by.
     pub user: String,
@@ -248,6 +248,29 @@ impl ClusterGate {
             subresource,
             namespace: resolved.target.namespace.clone(),
             name: (!generated && !matches!(change, ClusterChange::Create { .. }))
+                .then(|| resolved.target.name.clone()),
+        })
+    }
+
+    /// The permission to `verb` (`get`, `list`, ...) `target`, or its `subresource`; for
+    /// `list` the name is left out (RBAC lists a whole kind). Discovery gives the resource.
+    ///
+    /// # Errors
+    /// [`Error::InvalidChange`], [`Error::Cluster`] (unknown kinds among them).
+    pub async fn access_to(
+        &self,
+        target: ObjectRef,
+        verb: &str,
+        subresource: Option<&str>,
+    ) -> Result<AccessCheck> {
+        let resolved = self.resolve(target).await?;
+        Ok(AccessCheck {
+            verb: verb.to_owned(),
+            group: resolved.resource.group.clone(),
+            resource: resolved.resource.plural.clone(),
+            subresource: subresource.map(str::to_owned),
+            namespace: resolved.target.namespace.clone(),
+            name: (verb != "list" && !resolved.target.name.is_empty())
                 .then(|| resolved.target.name.clone()),
         })
     }

@@ -42,9 +42,9 @@ pub use change::{ClusterChange, ObjectRef, PatchType};
 pub use journal::{snapshot_of, ChangeJournal, MemoryJournal, PriorState};
 pub use read::{ListPage, ListQuery, LogQuery};
 pub use redact::redact_secrets;
-pub use tools::planned_changes;
 pub use restore::{RestoreAction, RestorePlan, RestoreReport, RestoreStep};
 pub use scan::{assess_health, HealthOptions, HealthReport};
+pub use tools::{access_needed_for, planned_changes};
 
 /// Registers every cluster tool over `gate`: the reads and writes of [`tools`] and the
 /// health scan of [`scan`].

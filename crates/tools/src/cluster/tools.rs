@@ -19,7 +19,8 @@
 
 use super::read::event_time;
 use super::{
-    redact_secrets, Approval, ClusterChange, ClusterGate, ListQuery, LogQuery, ObjectRef, PatchType,
+    redact_secrets, AccessCheck, Approval, ClusterChange, ClusterGate, ListQuery, LogQuery,
+    ObjectRef, PatchType,
 };
 use crate::error::{Error, Result};
 use crate::registry::{Tool, ToolContext, ToolFuture, ToolRegistry};
@@ -50,6 +51,7 @@ pub fn register_cluster_tools(registry: &mut ToolRegistry, gate: &ClusterGate) -
                 spec: kind.spec(),
                 kind,
                 gate: gate.clone(),
+                people: std::sync::Mutex::default(),
             }),
             "cluster",
         )?;
@@ -246,7 +248,12 @@ struct ClusterTool {
     spec: ToolSpec,
     kind: ToolKind,
     gate: ClusterGate,
+    /// Gates acting as the people calls were made for, by person.
+    people: std::sync::Mutex<std::collections::HashMap<super::Person, ClusterGate>>,
 }
+
+/// Impersonating gates kept per tool before the cache starts over.
+const MAX_PEOPLE_KEPT: usize = 256;
 
 impl Tool for ClusterTool {
     fn spec(&self) -> &ToolSpec {
@@ -291,13 +298,35 @@ impl ClusterTool {
         }
     }
 
+    /// The gate to call through: deckhand's own, or one acting as the person the call is
+    /// made for (kept per person: making a client builds its TLS set-up).
+    fn gate_for(&self, context: &ToolContext) -> Result<ClusterGate> {
+        let Some(person) = &context.acting_as else {
+            return Ok(self.gate.clone());
+        };
+        let mut people = self
+            .people
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(gate) = people.get(person) {
+            return Ok(gate.clone());
+        }
+        let gate = self.gate.acting_as(person)?;
+        if people.len() >= MAX_PEOPLE_KEPT {
+            people.clear();
+        }
+        people.insert(person.clone(), gate.clone());
+        Ok(gate)
+    }
+
     async fn run(&self, context: &ToolContext, input: &Value) -> Result<Value> {
+        let gate = &self.gate_for(context)?;
         let who = Self::requested_by(context);
         let name = self.spec.name.as_str();
         match self.kind {
             ToolKind::Get => {
                 let target: ObjectRef = parse(name, input)?;
-                let object = self.gate.get(&target, who).await?;
+                let object = gate.get(&target, who).await?;
                 Ok(json!({"found": object.is_some(), "object": object}))
             }
             ToolKind::List => {
@@ -311,12 +340,12 @@ impl ClusterTool {
                     limit: list.limit,
                     continue_token: list.continue_token,
                 };
-                let page = self.gate.list(&query, who).await?;
+                let page = gate.list(&query, who).await?;
                 Ok(json!({"items": page.items, "continue": page.continue_token}))
             }
             ToolKind::Describe => {
                 let target: ObjectRef = parse(name, input)?;
-                let described = self.gate.describe(&target, MAX_EVENTS, who).await?;
+                let described = gate.describe(&target, MAX_EVENTS, who).await?;
                 Ok(match described {
                     Some(described) => described,
                     None => json!({"found": false, "object": target.to_string()}),
@@ -324,15 +353,15 @@ impl ClusterTool {
             }
             ToolKind::Events => {
                 let events: EventsInput = parse(name, input)?;
-                self.events(events, who).await
+                self.events(gate, events, who).await
             }
             ToolKind::Logs => {
                 let logs: LogsInput = parse(name, input)?;
-                self.logs(logs, who).await
+                self.logs(gate, logs, who).await
             }
             ToolKind::PodFacts => {
                 let pod: PodInput = parse(name, input)?;
-                self.pod_facts(&pod.namespace, &pod.name, who).await
+                self.pod_facts(gate, &pod.namespace, &pod.name, who).await
             }
             ToolKind::DryRun | ToolKind::Apply => {
                 let manifests: ManifestsInput = parse(name, input)?;
@@ -361,7 +390,7 @@ impl ClusterTool {
                             "warnings": prepared.warnings,
                         })),
                         Some(approval) => {
-                            let written = self.gate.execute(&prepared, approval).await?;
+                            let written = gate.execute(&prepared, approval).await?;
                             results.push(json!({
                                 "object": prepared.target.to_string(),
                                 "operation": operation,
@@ -405,7 +434,7 @@ impl ClusterTool {
                         who,
                     )
                     .await?;
-                self.gate.execute(&prepared, &approval).await?;
+                gate.execute(&prepared, &approval).await?;
                 Ok(json!({"object": target.to_string(), "replicas": scale.replicas}))
             }
             ToolKind::Restart => {
@@ -443,7 +472,7 @@ impl ClusterTool {
                         who,
                     )
                     .await?;
-                self.gate.execute(&prepared, &approval).await?;
+                gate.execute(&prepared, &approval).await?;
                 Ok(json!({"object": target.to_string(), "restarted_at": restarted_at}))
             }
             ToolKind::Delete => {
@@ -458,23 +487,29 @@ impl ClusterTool {
                         who,
                     )
                     .await?;
-                let result = self.gate.execute(&prepared, &approval).await?;
+                let result = gate.execute(&prepared, &approval).await?;
                 Ok(json!({"object": target.to_string(), "result": redact_secrets(result)}))
             }
         }
     }
 
     /// The pod (or the most troubled pod of a workload), its events and its logs.
-    async fn pod_facts(&self, namespace: &str, name: &str, who: &str) -> Result<Value> {
+    async fn pod_facts(
+        &self,
+        gate: &ClusterGate,
+        namespace: &str,
+        name: &str,
+        who: &str,
+    ) -> Result<Value> {
         let pod_ref = |name: &str| ObjectRef {
             api_version: "v1".into(),
             kind: "Pod".into(),
             namespace: Some(namespace.to_owned()),
             name: name.to_owned(),
         };
-        let pod = match self.gate.get(&pod_ref(name), who).await? {
+        let pod = match gate.get(&pod_ref(name), who).await? {
             Some(pod) => pod,
-            None => self.troubled_pod_of(namespace, name, who).await?,
+            None => self.troubled_pod_of(gate, namespace, name, who).await?,
         };
         let pod_name = pod
             .pointer("/metadata/name")
@@ -509,7 +544,7 @@ impl ClusterTool {
                     since_seconds: None,
                     limit_bytes: MAX_LOG_BYTES,
                 };
-                match self.gate.logs(&query, who).await {
+                match gate.logs(&query, who).await {
                     Ok(text) => {
                         into.insert(container.clone(), Value::String(text));
                     }
@@ -532,7 +567,7 @@ impl ClusterTool {
     }
 
     /// Events in a namespace (or everywhere), optionally about one kind or object.
-    async fn events(&self, input: EventsInput, who: &str) -> Result<Value> {
+    async fn events(&self, gate: &ClusterGate, input: EventsInput, who: &str) -> Result<Value> {
         let mut selectors = Vec::new();
         if let Some(kind) = &input.kind {
             selectors.push(format!("involvedObject.kind={kind}"));
@@ -551,7 +586,7 @@ impl ClusterTool {
             field_selector: (!selectors.is_empty()).then(|| selectors.join(",")),
             ..ListQuery::default()
         };
-        let mut events = self.gate.list_all(&query, who).await?;
+        let mut events = gate.list_all(&query, who).await?;
         events.sort_by_key(event_time);
         let total = events.len();
         if total > limit {
@@ -561,7 +596,7 @@ impl ClusterTool {
     }
 
     /// One container's log, as asked.
-    async fn logs(&self, input: LogsInput, who: &str) -> Result<Value> {
+    async fn logs(&self, gate: &ClusterGate, input: LogsInput, who: &str) -> Result<Value> {
         let container = match input.container {
             Some(container) => container,
             None => {
@@ -614,12 +649,18 @@ impl ClusterTool {
                 .limit_bytes
                 .map_or(MAX_LOG_BYTES, |bytes| (bytes as usize).min(MAX_LOG_BYTES)),
         };
-        let text = self.gate.logs(&query, who).await?;
+        let text = gate.logs(&query, who).await?;
         Ok(json!({"container": container, "previous": query.previous, "log": text}))
     }
 
     /// A workload's pod that looks worst: not ready first, then most restarts.
-    async fn troubled_pod_of(&self, namespace: &str, name: &str, who: &str) -> Result<Value> {
+    async fn troubled_pod_of(
+        &self,
+        gate: &ClusterGate,
+        namespace: &str,
+        name: &str,
+        who: &str,
+    ) -> Result<Value> {
         let mut selector = None;
         for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
             let workload = ObjectRef {
@@ -628,7 +669,7 @@ impl ClusterTool {
                 namespace: Some(namespace.to_owned()),
                 name: name.to_owned(),
             };
-            if let Some(object) = self.gate.get(&workload, who).await? {
+            if let Some(object) = gate.get(&workload, who).await? {
                 selector = object
                     .pointer("/spec/selector/matchLabels")
                     .and_then(Value::as_object)
@@ -657,7 +698,7 @@ impl ClusterTool {
                 label_selector: Some(selector),
                 ..ListQuery::default()
             };
-            let pods = self.gate.list(&query, who).await?.items;
+            let pods = gate.list(&query, who).await?.items;
             if let Some(worst) = pods.into_iter().max_by_key(trouble_score) {
                 return Ok(worst);
             }
@@ -736,7 +777,10 @@ pub fn planned_changes(
     input: &Value,
     workspace: &std::path::Path,
 ) -> Result<Option<Vec<ClusterChange>>> {
-    let Some(kind) = ToolKind::ALL.into_iter().find(|kind| kind.spec().name == tool) else {
+    let Some(kind) = ToolKind::ALL
+        .into_iter()
+        .find(|kind| kind.spec().name == tool)
+    else {
         return Ok(None);
     };
     let workload = |kind: String, namespace: String, name: String| ObjectRef {
@@ -774,6 +818,80 @@ pub fn planned_changes(
     }))
 }
 
+/// The permissions a cluster tool call with `input` needs, as RBAC names them: what the
+/// access review before a plan asks the cluster about. `Ok(None)` for a tool that is not
+/// a cluster tool. A dry run needs what the write would (the API server authorizes a
+/// dry run like the request itself).
+///
+/// # Errors
+/// [`Error::InvalidChange`] for an input the tool would refuse (or a manifest file not
+/// written yet); [`Error::Cluster`] when discovery fails or the kind is unknown.
+pub async fn access_needed_for(
+    gate: &ClusterGate,
+    tool: &str,
+    input: &Value,
+    workspace: &std::path::Path,
+) -> Result<Option<Vec<AccessCheck>>> {
+    let Some(kind) = ToolKind::ALL
+        .into_iter()
+        .find(|kind| kind.spec().name == tool)
+    else {
+        return Ok(None);
+    };
+    let pod = |namespace: String, name: String| ObjectRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: Some(namespace),
+        name,
+    };
+    let of_kind = |api_version: String, kind: String, namespace: Option<String>| ObjectRef {
+        api_version,
+        kind,
+        namespace,
+        name: String::new(),
+    };
+    let mut checks = Vec::new();
+    match kind {
+        ToolKind::Get | ToolKind::Describe => {
+            let target: ObjectRef = parse(tool, input)?;
+            checks.push(gate.access_to(target, "get", None).await?);
+        }
+        ToolKind::List => {
+            let list: ListInput = parse(tool, input)?;
+            let target = of_kind(list.api_version, list.kind, list.namespace);
+            checks.push(gate.access_to(target, "list", None).await?);
+        }
+        ToolKind::Events => {
+            let events: EventsInput = parse(tool, input)?;
+            let target = of_kind("v1".into(), "Event".into(), events.namespace);
+            checks.push(gate.access_to(target, "list", None).await?);
+        }
+        ToolKind::Logs => {
+            let logs: LogsInput = parse(tool, input)?;
+            let target = pod(logs.namespace, logs.pod);
+            checks.push(gate.access_to(target, "get", Some("log")).await?);
+        }
+        ToolKind::PodFacts => {
+            let facts: PodInput = parse(tool, input)?;
+            let target = pod(facts.namespace, facts.name);
+            checks.push(gate.access_to(target.clone(), "get", None).await?);
+            checks.push(gate.access_to(target, "get", Some("log")).await?);
+        }
+        ToolKind::DryRun => {
+            for object in manifests_in(workspace, parse(tool, input)?)? {
+                let change = ClusterChange::Apply { object };
+                checks.push(gate.access_needed(&change).await?);
+            }
+        }
+        ToolKind::Apply | ToolKind::Scale | ToolKind::Restart | ToolKind::Delete => {
+            for change in planned_changes(tool, input, workspace)?.unwrap_or_default() {
+                checks.push(gate.access_needed(&change).await?);
+            }
+        }
+    }
+    Ok(Some(checks))
+}
+
 fn manifests_in(workspace: &std::path::Path, input: ManifestsInput) -> Result<Vec<Value>> {
     let mut objects = input.manifests;
     if let Some(file) = input.file {
@@ -790,10 +908,7 @@ fn manifests_in(workspace: &std::path::Path, input: ManifestsInput) -> Result<Ve
         let root = workspace
             .canonicalize()
             .map_err(|error| Error::InvalidChange {
-                message: format!(
-                    "the workspace {} is unusable: {error}",
-                    workspace.display()
-                ),
+                message: format!("the workspace {} is unusable: {error}", workspace.display()),
             })?;
         let path = root
             .join(relative)
