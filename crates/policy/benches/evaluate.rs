@@ -1,12 +1,15 @@
 //! Decisions per second and p50/p99 latency of `Engine::evaluate`, one line per case:
 //! the built-in guards alone, then with the 21 Gatekeeper-library-style templates in
-//! `benches/library/` loaded. Each case runs on both evaluation paths in the same
-//! process, the reference path (as first written) and the projected one (the default),
-//! with the ratio of their medians. Run with
+//! `benches/library/` loaded. Each case runs on the three evaluation paths in the same
+//! process: the reference path (as first written), the projected one without its
+//! pre-filter (the Rego guards always run) and the default, with the ratios of their
+//! medians. No path caches anything between decisions, so repeating one request
+//! measures the real path. Run with
 //! `cargo bench -p deckhand-policy --bench evaluate`; `-- --quick` measures each case
-//! for a tenth of the time; `-- --profile` (or `-- --profile-reference`) only evaluates
+//! for a tenth of the time; `-- --profile` (or `-- --profile-reference`,
+//! `-- --profile-unfiltered`) only evaluates
 //! each built-ins case (or those whose name contains the next argument)
-//! [`PROFILE_RUNS`] times on the projected (or reference) path,
+//! [`PROFILE_RUNS`] times on the default (or reference, or unfiltered) path,
 //! untimed, for `valgrind --tool=callgrind`, whose instruction counts do not depend on
 //! how busy the machine is.
 
@@ -64,9 +67,10 @@ fn time<T>(name: &str, measure_for: Duration, mut run: impl FnMut() -> T) -> Fig
     }
 }
 
-/// Both paths of one engine configuration.
+/// The paths of one engine configuration.
 struct Engines {
     reference: Engine,
+    unfiltered: Engine,
     projected: Engine,
 }
 
@@ -78,12 +82,13 @@ impl Engines {
         };
         Self {
             reference: build(EvaluationPath::Reference),
+            unfiltered: build(EvaluationPath::Unfiltered),
             projected: build(EvaluationPath::Projected),
         }
     }
 }
 
-/// Measures one request on both paths, after checking they decide alike and as expected.
+/// Measures one request on every path, after checking they decide alike and as expected.
 fn measure(
     name: &str,
     engines: &Engines,
@@ -101,8 +106,10 @@ fn measure(
         decision
     };
     let reference = sorted(engines.reference.evaluate(request));
+    let unfiltered = sorted(engines.unfiltered.evaluate(request));
     let projected = sorted(engines.projected.evaluate(request));
-    assert_eq!(reference, projected, "{name}: the two paths disagree");
+    assert_eq!(reference, projected, "{name}: the paths disagree");
+    assert_eq!(unfiltered, projected, "{name}: the paths disagree");
     assert_eq!(
         projected.allowed, expect_allowed,
         "{name}: {:?}",
@@ -111,13 +118,18 @@ fn measure(
     let before = time(&format!("{name} [reference]"), measure_for, || {
         engines.reference.evaluate(request)
     });
+    let middle = time(&format!("{name} [unfiltered]"), measure_for, || {
+        engines.unfiltered.evaluate(request)
+    });
     let after = time(&format!("{name} [projected]"), measure_for, || {
         engines.projected.evaluate(request)
     });
+    let ratio = |from: &Figures| from.p50.as_secs_f64() / after.p50.as_secs_f64().max(1e-9);
     println!(
-        "{:<56} p50 {:.1}× faster",
+        "{:<56} p50 {:.1}× faster than reference, {:.1}× than unfiltered",
         "",
-        before.p50.as_secs_f64() / after.p50.as_secs_f64().max(1e-9)
+        ratio(&before),
+        ratio(&middle)
     );
 }
 
@@ -148,10 +160,10 @@ fn main() {
     let builtins = Engines::build(Engine::builder);
     let profile = std::env::args().find(|argument| argument.starts_with("--profile"));
     if let Some(profile) = profile {
-        let engine = if profile == "--profile-reference" {
-            &builtins.reference
-        } else {
-            &builtins.projected
+        let engine = match profile.as_str() {
+            "--profile-reference" => &builtins.reference,
+            "--profile-unfiltered" => &builtins.unfiltered,
+            _ => &builtins.projected,
         };
         // An argument after the flag keeps only the cases whose name contains it.
         let only: Option<String> = std::env::args()

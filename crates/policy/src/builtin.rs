@@ -143,12 +143,12 @@ pub(crate) fn compile_combined() -> Result<CompiledRule> {
     })
 }
 
-/// What the guards see as `input`: `{"review": projection, "parameters": {}}`, where the
-/// projection keeps [`REVIEW_FIELDS`] of the request and, of `object` and `oldObject`,
-/// [`OBJECT_FIELDS`] and [`METADATA_FIELDS`], each value as it is. A field absent from
-/// the request stays absent, a value of an unexpected type is kept as it came, so every
-/// reference in the guards resolves exactly as it would on the whole request.
-pub(crate) fn input(review: &Review) -> regorus::Value {
+/// What the guards see as `input.review`: [`REVIEW_FIELDS`] of the request and, of
+/// `object` and `oldObject`, [`OBJECT_FIELDS`] and [`METADATA_FIELDS`], each value as it
+/// is. A field absent from the request stays absent, a value of an unexpected type is
+/// kept as it came, so every reference in the guards resolves exactly as it would on
+/// the whole request.
+pub(crate) fn projection(review: &Review) -> Map<String, Json> {
     let request = &review.request;
     let string = |value: &Option<String>| value.clone().map(Json::String);
     let whole = |value: Option<Json>| value.filter(|value| !value.is_null());
@@ -197,8 +197,13 @@ pub(crate) fn input(review: &Review) -> regorus::Value {
     }
     put("object", request.object.as_ref().map(project_object));
     put("oldObject", request.old_object.as_ref().map(project_object));
+    fields
+}
+
+/// What the guards see as `input`: `{"review": projection, "parameters": {}}`.
+pub(crate) fn input(projection: Map<String, Json>) -> regorus::Value {
     let mut input = Map::new();
-    input.insert("review".to_string(), Json::Object(fields));
+    input.insert("review".to_string(), Json::Object(projection));
     input.insert("parameters".to_string(), Json::Object(Map::new()));
     regorus::Value::from(Json::Object(input))
 }
@@ -432,7 +437,7 @@ mod tests {
         .expect("request");
         let reviews = crate::review::expand(&request).expect("expands");
         let projected: Json =
-            serde_json::to_value(input(&reviews[0])).expect("projection serialises");
+            serde_json::to_value(input(projection(&reviews[0]))).expect("projection serialises");
         assert_eq!(
             projected,
             serde_json::json!({"parameters": {}, "review": {

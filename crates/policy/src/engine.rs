@@ -8,6 +8,7 @@ use crate::gatekeeper::{self, Constraint, Enforcement, Template};
 use crate::guards::{self, GuardConfig};
 use crate::inventory::Inventory;
 use crate::loader::Sources;
+use crate::prefilter::Prefilter;
 use crate::rego::{self, CompiledRule, RuleKind};
 use crate::request::AdmissionRequest;
 use crate::review::{self, Review};
@@ -26,16 +27,19 @@ pub const DEFAULT_EVALUATION_TIMEOUT: Duration = Duration::from_millis(100);
 /// The policy name under which requests the engine cannot read are denied.
 pub const INPUT_POLICY: &str = "builtin/input";
 
-/// How the engine feeds the policies. Both paths give the same decisions (a test runs
-/// the attack corpus through both); the reference path is kept so the benchmark can
-/// show, in one run, what the projected path saves.
+/// How the engine feeds the policies. Every path gives the same decisions (tests run
+/// the attack corpus and generated reviews through them); the others are kept so the
+/// benchmark can show, in one run, what the default saves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EvaluationPath {
     /// The built-in Rego guards run as one program over a projection of each review
-    /// holding only the fields they read; user policies share one conversion of the
-    /// review. The default.
+    /// holding only the fields they read, unless a pre-filter proves from that
+    /// projection that none of their rules can hold (see `prefilter.rs`); user policies
+    /// share one conversion of the review. The default.
     #[default]
     Projected,
+    /// As [`EvaluationPath::Projected`], but the Rego guards run on every review.
+    Unfiltered,
     /// As first written: each guard package its own program, and the whole review
     /// converted to a Rego value again for every policy.
     Reference,
@@ -99,7 +103,7 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine> {
         let builtin_program = builtin::compile_combined()?;
         let builtin_rules = match self.path {
-            EvaluationPath::Projected => Vec::new(),
+            EvaluationPath::Projected | EvaluationPath::Unfiltered => Vec::new(),
             EvaluationPath::Reference => compile_module_set(&builtin::modules(), true)?,
         };
 
@@ -206,6 +210,8 @@ pub struct Engine {
     inventory: Arc<Inventory>,
     /// `data` as the Rego policies see it: the guard configuration and the inventory.
     data: regorus::Value,
+    /// Which reviews the Rego guards need not see, for this configuration and inventory.
+    prefilter: Prefilter,
 }
 
 impl std::fmt::Debug for Engine {
@@ -235,14 +241,17 @@ impl Engine {
     }
 
     fn assemble(shared: Arc<Shared>, inventory: Arc<Inventory>) -> Self {
+        let config = shared.guards.to_data();
+        let prefilter = Prefilter::new(&config, inventory.gatekeeper_data());
         let data = regorus::Value::from(json!({
-            "deckhand": {"config": shared.guards.to_data()},
+            "deckhand": {"config": config},
             "inventory": inventory.gatekeeper_data(),
         }));
         Self {
             shared,
             inventory,
             data,
+            prefilter,
         }
     }
 
@@ -307,18 +316,32 @@ impl Engine {
                 decision.deny(&violation.policy, violation.message);
             }
             match self.shared.path {
-                EvaluationPath::Projected => self.judge_projected(review, &mut decision),
+                EvaluationPath::Projected => self.judge_projected(review, true, &mut decision),
+                EvaluationPath::Unfiltered => self.judge_projected(review, false, &mut decision),
                 EvaluationPath::Reference => self.judge_reference(review, &mut decision),
             }
         }
         decision.finish()
     }
 
-    /// The Rego guards in one run over the projection of the review, then the user's
-    /// policies over one conversion of the whole review.
-    fn judge_projected(&self, review: &Review, decision: &mut Decision) {
+    /// The Rego guards in one run over the projection of the review (skipped when
+    /// `filtered` and the pre-filter proves they cannot fire), then the user's policies
+    /// over one conversion of the whole review.
+    fn judge_projected(&self, review: &Review, filtered: bool, decision: &mut Decision) {
+        let projection = builtin::projection(review);
+        if !filtered || self.prefilter.may_fire(&projection) {
+            self.judge_builtin_rego(projection, decision);
+        }
+        self.judge_user_policies(review, decision);
+    }
+
+    fn judge_builtin_rego(
+        &self,
+        projection: serde_json::Map<String, Value>,
+        decision: &mut Decision,
+    ) {
         let outcome = self.shared.builtin_program.evaluate(
-            &builtin::input(review),
+            &builtin::input(projection),
             &self.data,
             self.shared.timeout,
         );
@@ -339,6 +362,10 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The user's Rego policies and constraints, sharing one conversion of the review.
+    fn judge_user_policies(&self, review: &Review, decision: &mut Decision) {
         // The list object itself is not judged by user policies: its items are, one by
         // one, as Gatekeeper would see them.
         if is_list_wrapper(review) {

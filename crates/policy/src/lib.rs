@@ -25,6 +25,8 @@
 //! - [`guards`]: the built-in guards in Rust, and [`GuardConfig`].
 //! - `builtin` (private): the built-in Rego guards, embedded, as one program over a
 //!   projection of each review.
+//! - `prefilter` (private): the proof, from that projection, that the Rego guards
+//!   cannot fire, which lets the engine skip them for most reviews.
 //! - `rego` (private): Rego compiled to regorus bytecode, evaluated with a time limit.
 //! - `gatekeeper` (private): ConstraintTemplates, constraints, `spec.match`.
 //! - [`inventory`]: objects already in the cluster (`data.inventory`).
@@ -47,6 +49,7 @@ pub mod guards;
 pub mod inventory;
 mod loader;
 pub mod metrics;
+mod prefilter;
 mod rego;
 pub mod request;
 pub mod review;

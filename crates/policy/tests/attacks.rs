@@ -154,9 +154,10 @@ fn sorted(mut decision: Decision) -> Decision {
     decision
 }
 
-/// The projected path (the Rego guards as one program over a projection of the review)
-/// must decide exactly as the reference path (each guard package over the whole
-/// review): same violations, same messages, on every case of the corpus, with and
+/// The projected path (the Rego guards as one program over a projection of the review,
+/// skipped when the pre-filter proves they cannot fire) must decide exactly as the same
+/// path without the filter and as the reference path (each guard package over the
+/// whole review): same violations, same messages, on every case of the corpus, with and
 /// without user policies loaded.
 #[test]
 fn both_evaluation_paths_decide_every_case_alike() {
@@ -203,20 +204,30 @@ fn both_evaluation_paths_decide_every_case_alike() {
             .evaluation_path(EvaluationPath::Reference)
             .build()
             .expect("the policies compile");
+        let unfiltered = builder()
+            .evaluation_path(EvaluationPath::Unfiltered)
+            .build()
+            .expect("the policies compile");
         for (name, request, inventory) in &requests {
             let Ok(request) = AdmissionRequest::from_value(request.clone()) else {
                 continue;
             };
-            let (projected, reference) = if inventory.is_empty() {
-                (projected.clone(), reference.clone())
-            } else {
-                (
-                    projected.with_inventory(Inventory::new(inventory.clone())),
-                    reference.with_inventory(Inventory::new(inventory.clone())),
-                )
-            };
+            let [projected, unfiltered, reference] =
+                [&projected, &unfiltered, &reference].map(|engine| {
+                    if inventory.is_empty() {
+                        engine.clone()
+                    } else {
+                        engine.with_inventory(Inventory::new(inventory.clone()))
+                    }
+                });
+            let decision = sorted(projected.evaluate(&request));
             assert_eq!(
-                sorted(projected.evaluate(&request)),
+                decision,
+                sorted(unfiltered.evaluate(&request)),
+                "{label}: {name}: filtered and unfiltered"
+            );
+            assert_eq!(
+                decision,
                 sorted(reference.evaluate(&request)),
                 "{label}: {name}"
             );
