@@ -240,8 +240,21 @@ pub async fn receive(
             Err(error) => return Err(error),
         }
     }
+    let summary = group.summary();
     let detail = service.triage_alerts(&who, group).await?;
     service.link_thread(&key, detail.thread.id).await?;
+    // The triage goes to Slack too, when a channel is configured; the hook still
+    // answers if Slack does not.
+    if let Err(error) = crate::slack::announce(
+        &state,
+        who.clone(),
+        detail.thread.id,
+        &format!(":rotating_light: Alert triage: {summary}"),
+    )
+    .await
+    {
+        tracing::warn!(%error, thread = %detail.thread.id, "the alert triage was not announced in Slack");
+    }
     state.metrics().inbound("alertmanager", "opened");
     Ok((
         StatusCode::CREATED,

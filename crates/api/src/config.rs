@@ -149,6 +149,11 @@ pub struct SlackConfig {
     /// Users not listed are refused.
     #[serde(default)]
     pub users: BTreeMap<String, SlackUser>,
+    /// The channel (an id, `C0123`) where threads deckhand starts on its own (scheduled
+    /// tasks, alert triage) are announced; their plans, results and buttons follow in
+    /// that message's Slack thread. Unset: they are only in the GUI and the API.
+    #[serde(default)]
+    pub notify_channel: Option<String>,
 }
 
 fn default_slack_api() -> String {
@@ -163,6 +168,7 @@ impl std::fmt::Debug for SlackConfig {
             .field("bot_token", &"<redacted>")
             .field("api_base_url", &self.api_base_url)
             .field("users", &self.users)
+            .field("notify_channel", &self.notify_channel)
             .finish()
     }
 }

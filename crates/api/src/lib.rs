@@ -193,6 +193,15 @@ impl Api {
     /// [`Error::Invalid`] for a configuration that cannot work (a CORS origin that is not
     /// a valid header value), [`Error::Internal`] when the HTTP client cannot be built.
     pub fn build(self) -> Result<Router> {
+        self.build_with_state().map(|(router, _)| router)
+    }
+
+    /// [`Api::build`], also giving the state the routes share: what the embedder needs
+    /// to announce threads it starts itself in Slack ([`slack::announce`]).
+    ///
+    /// # Errors
+    /// As [`Api::build`].
+    pub fn build_with_state(self) -> Result<(Router, ApiState)> {
         let http = match self.http {
             Some(client) => client,
             None => reqwest::Client::builder()
@@ -229,7 +238,7 @@ impl Api {
             .merge(slack::router())
             .merge(alertmanager::router())
             .route("/metrics", get(metrics_route))
-            .with_state(state)
+            .with_state(state.clone())
             .merge(health_routes().with_state(self.health))
             .merge(gui::router())
             .merge(self.extra)
@@ -238,10 +247,11 @@ impl Api {
                 metrics::track,
             ))
             .layer(DefaultBodyLimit::max(max_body));
-        Ok(match cors {
+        let router = match cors {
             Some(cors) => api.layer(cors),
             None => api,
-        })
+        };
+        Ok((router, state))
     }
 }
 

@@ -134,6 +134,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: String,
     outcome: String,
@@ -154,6 +159,7 @@ struct Families {
     approvals: Family<ApprovalLabels, Counter>,
     restores: Family<OutcomeLabels, Counter>,
     inbound: Family<SourceLabels, Counter>,
+    alerts: Family<ReasonLabels, Counter>,
     websocket_sessions: Gauge,
     websocket_slow_closes: Counter,
 }
@@ -196,6 +202,7 @@ impl Metrics {
             approvals: Family::default(),
             restores: Family::default(),
             inbound: Family::default(),
+            alerts: Family::default(),
             websocket_sessions: Gauge::default(),
             websocket_slow_closes: Counter::default(),
         };
@@ -261,6 +268,11 @@ impl Metrics {
             "inbound_events",
             "Slack and Alertmanager requests by source and outcome",
             f.inbound.clone(),
+        );
+        registry.register(
+            "alerts",
+            "Admin alerts raised by reason (policy_denied, access_denied)",
+            f.alerts.clone(),
         );
         registry.register(
             "websocket_sessions",
@@ -432,6 +444,16 @@ impl Metrics {
             .get_or_create(&SourceLabels {
                 source: source.to_owned(),
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// An admin alert was raised for `reason` (`policy_denied`, `access_denied`).
+    pub fn alert(&self, reason: &str) {
+        self.families
+            .alerts
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
             })
             .inc();
     }

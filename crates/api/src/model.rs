@@ -408,6 +408,9 @@ pub enum ThreadEventKind {
     Rating,
     /// Something failed (`data`: `{message}`).
     Error,
+    /// The access review before approval found permissions the person lacks (`data`:
+    /// `{plan_id, user, missing: [{step_id, permission}]}`).
+    Access,
 }
 
 /// The four roles a caller can have, each including the ones before it.
@@ -457,6 +460,11 @@ pub enum AuthSource {
     },
     /// Alertmanager's webhook.
     Alertmanager,
+    /// A scheduled (heartbeat) task of the configuration.
+    Scheduled {
+        /// The task's name.
+        task: String,
+    },
 }
 
 /// Who is calling: the identity deckhand impersonates on the cluster, with its groups.

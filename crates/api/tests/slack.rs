@@ -127,6 +127,7 @@ async fn fixture() -> (Fixture, SlackLog) {
             bot_token: BOT_TOKEN.into(),
             api_base_url: base,
             users,
+            notify_channel: None,
         }),
         ..ApiConfig::default()
     };
@@ -609,4 +610,84 @@ async fn a_direct_message_starts_a_thread_and_bot_messages_are_ignored() {
         "one thread, for the person's message only"
     );
     assert_eq!(threads[0].title, "why is checkout crash-looping in shop?");
+}
+
+#[tokio::test]
+async fn an_alert_triage_is_announced_in_the_notify_channel_and_followed_there() {
+    let (base, log) = fake_slack().await;
+    let config = ApiConfig {
+        slack: Some(SlackConfig {
+            signing_secret: SECRET.into(),
+            bot_token: BOT_TOKEN.into(),
+            api_base_url: base,
+            users: BTreeMap::new(),
+            notify_channel: Some("C_ALERTS".into()),
+        }),
+        alertmanager: Some(deckhand_api::config::AlertmanagerConfig {
+            bearer_token: Some("am-secret".into()),
+            basic_auth: None,
+            subject: "alertmanager".into(),
+            groups: vec!["sre".into()],
+        }),
+        ..ApiConfig::default()
+    };
+    let fixture = Fixture::new(config);
+    let payload = json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"KubePodCrashLooping\", namespace=\"shop\"}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "deckhand",
+        "groupLabels": {"alertname": "KubePodCrashLooping", "namespace": "shop"},
+        "commonLabels": {"alertname": "KubePodCrashLooping", "namespace": "shop"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.monitoring:9093",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": "checkout-1"},
+            "annotations": {"summary": "Pod is crash looping."},
+            "startsAt": "2026-11-23T01:02:03Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.monitoring:9090/graph",
+            "fingerprint": "00aa11bb22cc33dd"
+        }]
+    });
+    let request = Request::post("/hooks/alertmanager")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, "Bearer am-secret")
+        .body(Body::from(payload.to_string()))
+        .unwrap();
+    let response = fixture.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    let thread = answer["thread_id"].as_str().unwrap().to_owned();
+
+    // Announced at the top of the channel, naming the thread...
+    let announced = log
+        .wait_for("the triage announcement", |method, body| {
+            method == "chat.postMessage"
+                && body["channel"] == "C_ALERTS"
+                && body.get("thread_ts").is_none()
+        })
+        .await;
+    let text = announced["text"].as_str().unwrap();
+    assert!(text.starts_with(":rotating_light: Alert triage"), "{text}");
+    assert!(text.contains(&thread), "{text}");
+    // ...and the thread's plan follows in that message's Slack thread, with buttons.
+    let announcement_ts = log
+        .calls()
+        .iter()
+        .position(|(method, body)| method == "chat.postMessage" && body == &announced)
+        .map(|index| format!("1700000100.{:06}", index + 1))
+        .unwrap();
+    let plan = log
+        .wait_for("the plan in the Slack thread", |method, body| {
+            method == "chat.postMessage"
+                && body["channel"] == "C_ALERTS"
+                && body["thread_ts"] == announcement_ts.as_str()
+                && body["text"].as_str().unwrap_or("").starts_with("Plan")
+        })
+        .await;
+    assert!(plan["blocks"].is_array(), "{plan}");
 }

@@ -15,6 +15,7 @@ use crate::executor::ToolExecutor;
 use crate::journal::priors_of;
 use crate::landing::{Approved, Landing};
 use deckhand_agents::jamie::{StepReport, StepStatus};
+use deckhand_agents::scarlet::rules::{scan_plan, BuiltinScan};
 use deckhand_agents::{Jamie, Scarlet};
 use deckhand_api::ThreadEventKind;
 use deckhand_llm::Router;
@@ -27,7 +28,7 @@ use deckhand_runtime::{
     Approvals, Message, MessageRole, Plan, PlanRequest, PlanStore, Planner, Rating, Scheduler,
     SchedulerConfig, StepState, Thread, ThreadId, ThreadStatus, ToolCatalog,
 };
-use deckhand_tools::cluster::{cluster_tool_specs, Approval};
+use deckhand_tools::cluster::{access_needed_for, cluster_tool_specs, Approval, Person};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -295,6 +296,23 @@ impl Conductor {
         text: &str,
         namespace: Option<String>,
     ) -> Result<Planned> {
+        self.plan_thread_with(thread_id, who, text, namespace, None)
+            .await
+    }
+
+    /// [`Conductor::plan_thread`]; with `scan`, the plan is that built-in scan's fixed,
+    /// read-only plan (what a scheduled scan runs: a configured model cannot reshape it).
+    ///
+    /// # Errors
+    /// As [`Conductor::plan_thread`].
+    pub async fn plan_thread_with(
+        &self,
+        thread_id: ThreadId,
+        who: &str,
+        text: &str,
+        namespace: Option<String>,
+        scan: Option<BuiltinScan>,
+    ) -> Result<Planned> {
         let database = &self.session.database;
         let store = |error: deckhand_runtime::Error| {
             ConductorError::new("storing", Some(thread_id), format!("{error:#}"))
@@ -315,10 +333,15 @@ impl Conductor {
             history,
             similar_threads: self.similar_threads(text, thread_id).await,
         };
-        let plan = match Scarlet::new(self.router.clone())
-            .plan(&request, &self.catalog)
-            .await
-        {
+        let planned = match scan {
+            Some(scan) => scan_plan(scan, &request, &self.catalog),
+            None => {
+                Scarlet::new(self.router.clone())
+                    .plan(&request, &self.catalog)
+                    .await
+            }
+        };
+        let plan = match planned {
             Ok(plan) => plan,
             Err(error) => {
                 let message = error.to_string();
@@ -459,7 +482,22 @@ impl Conductor {
         who: &str,
         cancel: &CancellationToken,
     ) -> Result<Ran> {
-        self.execute(plan, &Approvals::new(plan), who, true, cancel)
+        self.run_reads_acting(plan, who, None, cancel).await
+    }
+
+    /// [`Conductor::run_reads`] whose cluster calls act as `person` when `[cluster]
+    /// impersonate` is on (their own RBAC applies); `None` calls as deckhand itself.
+    ///
+    /// # Errors
+    /// As [`Conductor::run_reads`].
+    pub async fn run_reads_acting(
+        &self,
+        plan: &Plan,
+        who: &str,
+        person: Option<&Person>,
+        cancel: &CancellationToken,
+    ) -> Result<Ran> {
+        self.execute(plan, &Approvals::new(plan), who, person, true, cancel)
             .await
     }
 
@@ -651,6 +689,21 @@ impl Conductor {
     /// # Errors
     /// The scheduler or the store fails.
     pub async fn run(&self, plan: &Plan, who: &str, cancel: &CancellationToken) -> Result<Ran> {
+        self.run_acting(plan, who, None, cancel).await
+    }
+
+    /// [`Conductor::run`] whose cluster calls act as `person` when `[cluster]
+    /// impersonate` is on (their own RBAC applies); `None` calls as deckhand itself.
+    ///
+    /// # Errors
+    /// As [`Conductor::run`].
+    pub async fn run_acting(
+        &self,
+        plan: &Plan,
+        who: &str,
+        person: Option<&Person>,
+        cancel: &CancellationToken,
+    ) -> Result<Ran> {
         let thread = Some(plan.thread_id);
         let approvals = Approvals::new(plan);
         let records = self
@@ -674,8 +727,85 @@ impl Conductor {
             }
         }
         let stop_at_approval = !records.iter().any(|record| record.plan_hash == plan.hash);
-        self.execute(plan, &approvals, who, stop_at_approval, cancel)
+        self.execute(plan, &approvals, who, person, stop_at_approval, cancel)
             .await
+    }
+
+    /// Who cluster calls made for `person` act as: them when impersonation is on.
+    fn acting(&self, person: Option<&Person>) -> Option<Person> {
+        person.filter(|_| self.session.impersonate).cloned()
+    }
+
+    /// Asks the cluster whether `person` may do what each cluster step of `plan` needs
+    /// (SubjectAccessReview) and, when something is missing, tells the thread exactly
+    /// which permission each step lacks (a message and an `access` event), before anyone
+    /// approves. Each refusal also raises an admin alert (through the gate). Off with
+    /// `[cluster] check_access = false` or without a cluster; a step whose input is only
+    /// known when an earlier step has run is checked when it runs (by the API server).
+    /// Returns the missing permissions as `(step, permission)`.
+    pub async fn review_access(&self, plan: &Plan, person: &Person) -> Vec<(String, String)> {
+        let Some(gate) = self
+            .session
+            .gate
+            .as_ref()
+            .filter(|_| self.session.check_access)
+        else {
+            return Vec::new();
+        };
+        let mut missing = Vec::new();
+        for step in &plan.steps {
+            let checks = match access_needed_for(gate, &step.tool, &step.input, &self.workspace)
+                .await
+            {
+                Ok(Some(checks)) => checks,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::debug!(step = %step.id, %error, "permission checked when the step runs");
+                    continue;
+                }
+            };
+            match gate.check_access(person, &checks).await {
+                Ok(denied) => missing.extend(
+                    denied
+                        .into_iter()
+                        .map(|refusal| (step.id.clone(), refusal.to_string())),
+                ),
+                Err(error) => {
+                    tracing::warn!(step = %step.id, error = %format!("{error:#}"), "the access review could not be made");
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let lines: Vec<String> = missing
+                .iter()
+                .map(|(step, permission)| format!("- step {step}: {permission}"))
+                .collect();
+            let text = format!(
+                "Before you approve: {} lacks permissions this plan needs, so those steps would be refused by the cluster:\n{}",
+                person.user,
+                lines.join("\n")
+            );
+            let _ = self
+                .say(Message::new(
+                    plan.thread_id,
+                    MessageRole::System,
+                    "deckhand",
+                    text,
+                ))
+                .await;
+            let missing_json: Vec<_> = missing
+                .iter()
+                .map(|(step, permission)| json!({"step_id": step, "permission": permission}))
+                .collect();
+            self.events
+                .emit(
+                    plan.thread_id,
+                    ThreadEventKind::Access,
+                    json!({"plan_id": plan.id, "user": person.user, "missing": missing_json}),
+                )
+                .await;
+        }
+        missing
     }
 
     async fn execute(
@@ -683,6 +813,7 @@ impl Conductor {
         plan: &Plan,
         approvals: &Approvals,
         who: &str,
+        person: Option<&Person>,
         stop_at_approval: bool,
         cancel: &CancellationToken,
     ) -> Result<Ran> {
@@ -690,6 +821,7 @@ impl Conductor {
         let scheduler = Scheduler::new(
             Arc::new(
                 ToolExecutor::new(self.session.registry.clone(), self.workspace.clone(), who)
+                    .acting_as(self.acting(person))
                     .counting_in(self.events.metrics().cloned()),
             ),
             Arc::new(self.session.database.clone()),
@@ -781,6 +913,20 @@ impl Conductor {
     /// No cluster is configured or the thread is unknown (not retryable), or the restore
     /// cannot be planned or stopped part way (run it again to finish).
     pub async fn restore(&self, thread: ThreadId, who: &str) -> Result<Restored> {
+        self.restore_acting(thread, who, None).await
+    }
+
+    /// [`Conductor::restore`] acting as `person` on the cluster when `[cluster]
+    /// impersonate` is on (their own RBAC applies to the restore's writes).
+    ///
+    /// # Errors
+    /// As [`Conductor::restore`]; also when no client acting as `person` can be made.
+    pub async fn restore_acting(
+        &self,
+        thread: ThreadId,
+        who: &str,
+        person: Option<&Person>,
+    ) -> Result<Restored> {
         let database = &self.session.database;
         let at = Some(thread);
         match database.thread(thread).await {
@@ -794,6 +940,16 @@ impl Conductor {
                 at,
                 "no cluster is configured: nothing to restore against",
             ));
+        };
+        let acting_gate;
+        let gate = match self.acting(person) {
+            Some(person) => {
+                acting_gate = gate
+                    .acting_as(&person)
+                    .map_err(|error| ConductorError::new("restoring", at, format!("{error:#}")))?;
+                &acting_gate
+            }
+            None => gate,
         };
         let priors = priors_of(database, thread)
             .await

@@ -55,6 +55,12 @@ pub struct Config {
     pub git: deckhand_git::GitConfig,
     /// Tasks deckhand starts on a cron schedule (docs/HEARTBEAT.md); none by default.
     pub heartbeat: Vec<deckhand_runtime::HeartbeatTask>,
+    /// Whose identity cluster calls use, the access review before a plan, and where
+    /// admin alerts are recorded (docs/CLUSTER.md).
+    pub cluster: ClusterConfig,
+    /// Where admin alerts go besides the Kubernetes Event and the metric: a webhook,
+    /// Slack (docs/CLUSTER.md); nowhere else by default.
+    pub alerts: deckhand_tools::cluster::AlertsConfig,
 }
 
 /// The policy engine's configuration: which user policies to load and what the built-in
@@ -121,6 +127,8 @@ impl Default for Config {
             api: deckhand_api::ApiConfig::default(),
             git: deckhand_git::GitConfig::default(),
             heartbeat: Vec::new(),
+            cluster: ClusterConfig::default(),
+            alerts: deckhand_tools::cluster::AlertsConfig::default(),
         }
     }
 }
@@ -173,6 +181,46 @@ pub struct FileConfig {
     /// `[[heartbeat]]`: scheduled tasks (docs/HEARTBEAT.md).
     #[serde(default)]
     pub heartbeat: Option<Vec<deckhand_runtime::HeartbeatTask>>,
+    /// `[cluster]`: impersonation, the access review, where alerts are recorded.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+    /// `[alerts]`: admin alert webhooks and Slack.
+    #[serde(default)]
+    pub alerts: Option<deckhand_tools::cluster::AlertsConfig>,
+}
+
+/// The `[cluster]` table: whose identity deckhand uses on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Act as the person on the cluster (`Impersonate-User` / `Impersonate-Group` with
+    /// the identity they authenticated with), so their own RBAC applies on top of the
+    /// policies. deckhand's ServiceAccount then needs `impersonate` on them (k8s/).
+    /// Off: every call is deckhand's own ServiceAccount's.
+    pub impersonate: bool,
+    /// Before a plan is proposed, ask the cluster (SubjectAccessReview) whether the
+    /// person may do each of its cluster steps, and say which permission is missing.
+    /// Unset: on exactly when `impersonate` is (their permissions are the ones that
+    /// count then); set it to check people's RBAC while deckhand acts as itself.
+    pub check_access: Option<bool>,
+    /// The namespace of the object admin alerts are recorded on as Kubernetes Events.
+    pub alert_namespace: String,
+    /// That object's kind (`Deployment`) and name: deckhand's own Deployment.
+    pub alert_object_kind: String,
+    /// See `alert_object_kind`.
+    pub alert_object_name: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            impersonate: false,
+            check_access: None,
+            alert_namespace: "deckhand".to_owned(),
+            alert_object_kind: "Deployment".to_owned(),
+            alert_object_name: "deckhand".to_owned(),
+        }
+    }
 }
 
 /// The `[tools]` table.
@@ -306,6 +354,12 @@ impl FileConfig {
         if let Some(heartbeat) = self.heartbeat {
             config.heartbeat = heartbeat;
         }
+        if let Some(cluster) = self.cluster {
+            config.cluster = cluster;
+        }
+        if let Some(alerts) = self.alerts {
+            config.alerts = alerts;
+        }
         if let Some(mut git) = self.git {
             git.cache_dir = resolve(git.cache_dir);
             for repository in &mut git.repositories {
@@ -408,6 +462,21 @@ impl Config {
         if limits.max_concurrent_calls == 0 {
             problems.push("tools.max_concurrent_calls must be at least 1".to_owned());
         }
+        if let Err(deckhand_tools::Error::InvalidAlerts { problems: bad }) =
+            self.alerts.targets(&|name| std::env::var(name).ok())
+        {
+            problems.extend(bad);
+        }
+        let cluster = &self.cluster;
+        for (key, value) in [
+            ("alert_namespace", &cluster.alert_namespace),
+            ("alert_object_kind", &cluster.alert_object_kind),
+            ("alert_object_name", &cluster.alert_object_name),
+        ] {
+            if value.trim().is_empty() {
+                problems.push(format!("cluster.{key} must not be empty"));
+            }
+        }
         match problems.is_empty() {
             true => Ok(()),
             false => Err(Error::InvalidConfig { problems }),
@@ -425,6 +494,29 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.sqlite_path(), PathBuf::from("data/deckhand.db"));
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn cluster_and_alerts_tables_are_read_and_checked() {
+        let file = FileConfig::parse(
+            "[cluster]\nimpersonate = true\nalert_namespace = \"ops\"\n\n[alerts]\nwebhook_url = \"ftp://nope\"\n",
+        )
+        .expect("parses");
+        let mut config = Config::default();
+        file.apply(Path::new("."), &mut config).expect("applies");
+        assert!(config.cluster.impersonate);
+        assert_eq!(config.cluster.check_access, None, "follows impersonate");
+        assert_eq!(config.cluster.alert_namespace, "ops");
+        let Err(Error::InvalidConfig { problems }) = config.validate() else {
+            panic!("a non-HTTP webhook is refused");
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.contains("alerts.webhook_url")),
+            "{problems:?}"
+        );
+        assert!(FileConfig::parse("[cluster]\nimpersonat = true\n").is_err());
     }
 
     #[test]

@@ -242,6 +242,7 @@ pub fn kind_name(kind: ThreadEventKind) -> &'static str {
         ThreadEventKind::Restore => "restore",
         ThreadEventKind::Rating => "rating",
         ThreadEventKind::Error => "error",
+        ThreadEventKind::Access => "access",
     }
 }
 
@@ -276,6 +277,7 @@ mod tests {
             ThreadEventKind::Restore,
             ThreadEventKind::Rating,
             ThreadEventKind::Error,
+            ThreadEventKind::Access,
         ] {
             assert_eq!(
                 serde_json::to_value(kind).ok(),

@@ -10,6 +10,7 @@
 //!   serves the HTTP API until shutdown.
 //! - [`executor`]: plan steps as tool calls (the runtime's `StepExecutor`).
 //! - [`toolbox`]: the tool registry built from the built-in tools and plugin dirs.
+//! - [`alerting`]: where admin alerts go (Event, metric, webhooks, Slack).
 //! - [`checks`]: readiness checks for the store, the tools and the cluster.
 //! - [`cli`]: what the `deckhand` subcommands do, apart from argument parsing.
 //! - [`error`]: this crate's error type.
@@ -17,6 +18,7 @@
 //! The parts are re-exported: [`runtime`], [`store`], [`tools`], [`llm`], [`agents`],
 //! [`api`].
 
+pub mod alerting;
 pub mod checks;
 pub mod cli;
 pub mod conductor;

@@ -98,7 +98,8 @@ pub async fn serve(
     .config(config.api.clone())
     .metrics(metrics)
     .shutdown(stop.clone())
-    .build()?;
+    .build_with_state()?;
+    let (router, api_state) = router;
     let heartbeat = if config.heartbeat.iter().any(|task| task.enabled) {
         let runner =
             deckhand_runtime::Heartbeat::new(config.heartbeat.clone()).map_err(|error| {
@@ -109,7 +110,10 @@ pub async fn serve(
         tracing::info!(tasks = runner.tasks().len(), "heartbeat tasks scheduled");
         Some(tokio::spawn(runner.run(
             Arc::new(database.clone()),
-            service.clone(),
+            Arc::new(AnnouncedLauncher {
+                service: service.clone(),
+                api: api_state,
+            }),
             Arc::new(deckhand_runtime::heartbeat::SystemClock),
             stop.clone(),
         )))
@@ -247,4 +251,39 @@ async fn cluster_client() -> std::result::Result<kube::Client, String> {
         .await
         .map_err(|error| error.to_string())?;
     kube::Client::try_from(config).map_err(|error| Error::Cluster(error).to_string())
+}
+
+/// Scheduled tasks start through the service and are announced in Slack's notify
+/// channel (when one is configured), where their plans and results follow.
+struct AnnouncedLauncher {
+    service: Arc<Service>,
+    api: deckhand_api::ApiState,
+}
+
+impl deckhand_runtime::HeartbeatLauncher for AnnouncedLauncher {
+    async fn launch(
+        &self,
+        task: &deckhand_runtime::HeartbeatTask,
+        scheduled_for: chrono::DateTime<chrono::Utc>,
+    ) -> std::result::Result<deckhand_runtime::ThreadId, String> {
+        let thread = self.service.launch(task, scheduled_for).await?;
+        let who = deckhand_api::model::Identity {
+            subject: format!("heartbeat:{}", task.name),
+            groups: Vec::new(),
+            scope: deckhand_api::model::Scope::Viewer,
+            source: deckhand_api::model::AuthSource::Scheduled {
+                task: task.name.clone(),
+            },
+        };
+        let text = format!(
+            ":heartbeat: Scheduled task `{}`: {}",
+            task.name,
+            task.request_text()
+        );
+        // The run goes on whether or not Slack takes the announcement.
+        if let Err(error) = deckhand_api::slack::announce(&self.api, who, thread, &text).await {
+            tracing::warn!(%error, task = %task.name, "the scheduled run was not announced in Slack");
+        }
+        Ok(thread)
+    }
 }

@@ -9,6 +9,7 @@
 
 use crate::conductor::{Conductor, ConductorError};
 use crate::events::EventHub;
+use deckhand_agents::scarlet::rules::BuiltinScan;
 use deckhand_api::alertmanager::AlertGroup;
 use deckhand_api::model::{
     Approval, Identity, KnowledgeHit, KnowledgeQuery, MessageRole as ApiRole, MessageView,
@@ -25,7 +26,7 @@ use deckhand_runtime::{
     ThreadStatus,
 };
 use deckhand_store::Database;
-use deckhand_tools::cluster::{planned_changes, ListQuery};
+use deckhand_tools::cluster::{planned_changes, ListQuery, Person};
 use deckhand_tools::ClusterChange;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -269,18 +270,39 @@ impl Service {
     }
 
     /// Plans `text` in `thread` in the background, then runs what only reads.
+    ///
+    /// `person` is the caller's cluster identity: the plan's cluster steps are checked
+    /// against their permissions before anyone approves, and the reads act as them when
+    /// impersonation is on. `None` (scheduled tasks) reads as deckhand itself.
     fn plan_in_background(
         &self,
         thread: ThreadId,
         who: String,
+        person: Option<Person>,
         text: String,
         namespace: Option<String>,
+    ) {
+        self.plan_in_background_with(thread, who, person, text, namespace, None);
+    }
+
+    /// [`Service::plan_in_background`] of a built-in scan's fixed plan when `scan` is set.
+    fn plan_in_background_with(
+        &self,
+        thread: ThreadId,
+        who: String,
+        person: Option<Person>,
+        text: String,
+        namespace: Option<String>,
+        scan: Option<BuiltinScan>,
     ) {
         let conductor = self.conductor.clone();
         let running = self.running.clone();
         let locks = self.plan_locks.clone();
         self.tasks.spawn(async move {
-            let planned = match conductor.plan_thread(thread, &who, &text, namespace).await {
+            let planned = match conductor
+                .plan_thread_with(thread, &who, &text, namespace, scan)
+                .await
+            {
                 Ok(planned) => planned,
                 // The reason is in the thread already (a message and an error event).
                 Err(error) => {
@@ -288,17 +310,30 @@ impl Service {
                     return;
                 }
             };
+            if let Some(person) = &person {
+                conductor.review_access(&planned.plan, person).await;
+            }
             let plan_lock = lock(&locks).entry(planned.plan.id).or_default().clone();
             let _one_run = plan_lock.lock().await;
             let cancel = CancellationToken::new();
             lock(&running).insert(planned.plan.id, (cancel.clone(), false));
             // Steps that only read run now; the rest waits for approval and a run.
-            let ran = conductor.run_reads(&planned.plan, &who, &cancel).await;
+            let ran = conductor
+                .run_reads_acting(&planned.plan, &who, person.as_ref(), &cancel)
+                .await;
             lock(&running).remove(&planned.plan.id);
             if let Err(error) = ran {
                 report_failure(&conductor, thread, &error).await;
             }
         });
+    }
+}
+
+/// The caller's cluster identity: the subject and groups they authenticated with.
+fn person_of(who: &Identity) -> Person {
+    Person {
+        user: who.subject.clone(),
+        groups: who.groups.clone(),
     }
 }
 
@@ -496,6 +531,7 @@ impl Deckhand for Service {
         self.plan_in_background(
             thread.id,
             who.subject.clone(),
+            Some(person_of(who)),
             text.to_owned(),
             request.namespace,
         );
@@ -564,7 +600,13 @@ impl Deckhand for Service {
             .len();
         // The conversation goes on: the planner takes the message with the thread's
         // history and proposes the next plan.
-        self.plan_in_background(thread, who.subject.clone(), text.to_owned(), None);
+        self.plan_in_background(
+            thread,
+            who.subject.clone(),
+            Some(person_of(who)),
+            text.to_owned(),
+            None,
+        );
         Ok(message_view(count.saturating_sub(1), &said))
     }
 
@@ -679,12 +721,15 @@ impl Deckhand for Service {
         let conductor = self.conductor.clone();
         let running = self.running.clone();
         let plan_lock = self.plan_lock(plan);
+        let person = person_of(who);
         let who = who.subject.clone();
         let to_run = stored.clone();
         self.tasks.spawn(async move {
             let _one_run = plan_lock.lock().await;
             lock(&running).insert(to_run.id, (cancel.clone(), true));
-            let ran = conductor.run(&to_run, &who, &cancel).await;
+            let ran = conductor
+                .run_acting(&to_run, &who, Some(&person), &cancel)
+                .await;
             lock(&running).remove(&to_run.id);
             if let Err(error) = ran {
                 report_failure(&conductor, to_run.thread_id, &error).await;
@@ -735,7 +780,7 @@ impl Deckhand for Service {
         self.stored_thread(thread).await?;
         let restored = self
             .conductor
-            .restore(thread, &who.subject)
+            .restore_acting(thread, &who.subject, Some(&person_of(who)))
             .await
             .map_err(|error| {
                 if self.conductor.connected() {
@@ -876,7 +921,13 @@ impl Deckhand for Service {
             .await
             .map_err(api_error)?;
         let namespace = group.common_labels.get("namespace").cloned();
-        self.plan_in_background(thread.id, who.subject.clone(), text, namespace);
+        self.plan_in_background(
+            thread.id,
+            who.subject.clone(),
+            Some(person_of(who)),
+            text,
+            namespace,
+        );
         self.detail(thread.id).await
     }
 
@@ -911,7 +962,8 @@ impl deckhand_runtime::HeartbeatLauncher for Service {
             .await
             .map_err(|error| error.to_string())?;
         tracing::info!(task = %task.name, %scheduled_for, thread = %thread.id, "heartbeat task started");
-        self.plan_in_background(thread.id, who, text, task.namespace.clone());
+        let scan = BuiltinScan::of(&task.task);
+        self.plan_in_background_with(thread.id, who, None, text, task.namespace.clone(), scan);
         Ok(thread.id)
     }
 }

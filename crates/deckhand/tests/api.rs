@@ -10,12 +10,14 @@ use deckhand_testkit::process::{free_port, ServerProcess};
 use deckhand_testkit::KubeApiServer;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -150,6 +152,59 @@ impl Caller {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// What a local peer (a webhook receiver, Slack's Web API) was sent: (path, JSON body).
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<(String, Value)>>>);
+
+impl Received {
+    fn all(&self) -> Vec<(String, Value)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until a request matching `wanted` arrived; returns its body.
+    async fn wait_for(&self, what: &str, wanted: impl Fn(&str, &Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some((_, body)) = self
+                .all()
+                .into_iter()
+                .find(|(path, body)| wanted(path, body))
+            {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never received {what}; got {:#?}",
+                self.all()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A local HTTP peer taking JSON POSTs on any path: it answers Slack's Web API
+/// (`/api/chat.postMessage` → `{ok, ts}`) and any webhook (`{ok: true}`).
+async fn local_peer() -> (String, Received) {
+    let received = Received::default();
+    let log = received.clone();
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |uri: axum::http::Uri, body: String| {
+            let log = log.clone();
+            async move {
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+                let mut calls = log.0.lock().unwrap();
+                calls.push((uri.path().to_owned(), body.clone()));
+                let ts = format!("1700000200.{:06}", calls.len());
+                axum::Json(json!({"ok": true, "channel": body["channel"], "ts": ts}))
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, received)
 }
 
 fn latest_plan(detail: &Value) -> Option<&Value> {
@@ -572,10 +627,15 @@ async fn the_command_center_in_chromium_against_the_real_binary() {
 #[tokio::test]
 async fn a_heartbeat_task_starts_a_thread_on_its_schedule() {
     let dir = tempfile::tempdir().unwrap();
+    let (slack, slack_received) = local_peer().await;
     std::fs::write(
         dir.path().join("deckhand.toml"),
-        "[[heartbeat]]\nname = \"every-minute\"\nschedule = \"* * * * *\"\n\
-         task = { request = { text = \"list pods in shop\" } }\n",
+        format!(
+            "[[heartbeat]]\nname = \"every-minute\"\nschedule = \"* * * * *\"\n\
+             task = {{ request = {{ text = \"list pods in shop\" }} }}\n\n\
+             [api.slack]\nsigning_secret = \"s3cret\"\nbot_token = \"xoxb-1\"\n\
+             api_base_url = \"{slack}/api\"\nnotify_channel = \"C_OPS\"\n"
+        ),
     )
     .unwrap();
     let port = free_port().unwrap();
@@ -609,4 +669,245 @@ async fn a_heartbeat_task_starts_a_thread_on_its_schedule() {
         .await;
     assert_eq!(detail["messages"][0]["text"], "list pods in shop");
     assert_eq!(detail["thread"]["user"], "heartbeat:every-minute");
+
+    // The run is announced in Slack's notify channel, and its plan follows there.
+    let announced = slack_received
+        .wait_for("the heartbeat announcement", |path, body| {
+            path == "/api/chat.postMessage"
+                && body["channel"] == "C_OPS"
+                && body.get("thread_ts").is_none()
+        })
+        .await;
+    let text = announced["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(":heartbeat: Scheduled task `every-minute`"),
+        "{text}"
+    );
+    assert!(text.contains(&thread), "{text}");
+    slack_received
+        .wait_for("the plan in the Slack thread", |path, body| {
+            path == "/api/chat.postMessage"
+                && body["thread_ts"] == "1700000200.000001"
+                && body["text"].as_str().unwrap_or("").starts_with("Plan")
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn deckhand_acts_as_the_person_and_says_up_front_what_they_may_not_do() {
+    let (cluster, client) = cluster().await;
+    // Admin alerts are Events on deckhand's own object in its namespace.
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "deckhand"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    // carol may do anything in shop; bob nothing.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "shop-admin", "namespace": "shop"},
+        "rules": [{"apiGroups": ["", "apps"], "resources": ["*"], "verbs": ["*"]}]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "carol-admin", "namespace": "shop"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "shop-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "shop-team"}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+
+    let (webhook, alerts) = local_peer().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deckhand.toml"),
+        format!(
+            "[cluster]\nimpersonate = true\nalert_namespace = \"deckhand\"\n\n\
+             [alerts]\nwebhook_url = \"{webhook}/alerts\"\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let _deckhand = start(dir.path(), port, Some(cluster.kubeconfig())).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let admin = Caller {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        token: std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned(),
+    };
+    let person = |subject: &str, groups: Value| {
+        let admin = &admin;
+        let base = base.clone();
+        let subject = subject.to_owned();
+        async move {
+            let (status, created) = admin
+                .post(
+                    "/api/tokens",
+                    json!({"name": subject, "subject": subject, "groups": groups, "scope": "operator"}),
+                )
+                .await;
+            assert!(status == 200 || status == 201, "{created}");
+            Caller {
+                http: reqwest::Client::new(),
+                base,
+                token: created["token"].as_str().unwrap().to_owned(),
+            }
+        }
+    };
+    let bob = person("bob", json!(["devs"])).await;
+    let carol = person("carol", json!(["shop-team"])).await;
+    let ask = |caller: &Caller| {
+        let caller = Caller {
+            http: caller.http.clone(),
+            base: caller.base.clone(),
+            token: caller.token.clone(),
+        };
+        async move {
+            let (status, thread) = caller
+                .post(
+                    "/api/threads",
+                    json!({"text": "scale web to 3 in shop", "namespace": "shop"}),
+                )
+                .await;
+            assert!(status == 200 || status == 201, "{thread}");
+            thread["thread"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // bob is told before approving exactly which permission he lacks...
+    let bob_thread = ask(&bob).await;
+    let detail = bob
+        .thread_until(&bob_thread, "the access review", |detail| {
+            detail["messages"].as_array().unwrap().iter().any(|m| {
+                m["author"] == "deckhand"
+                    && m["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("lacks permissions")
+            })
+        })
+        .await;
+    let review = detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("lacks permissions")
+        })
+        .unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(review.contains("bob lacks permissions"), "{review}");
+    assert!(
+        review.contains("patch deployments.apps/scale \"web\" in namespace shop"),
+        "{review}"
+    );
+    // ...the admins hear of it: the webhook, a Kubernetes Event, the metric.
+    let alert = alerts
+        .wait_for("an access_denied alert", |path, body| {
+            path == "/alerts" && body["reason"] == "access_denied" && body["user"] == "bob"
+        })
+        .await;
+    assert!(
+        alert["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing permission"),
+        "{alert}"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), "deckhand");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let found = events.list(&Default::default()).await.unwrap().items;
+        if found.iter().any(|event| {
+            event.reason.as_deref() == Some("AccessDenied")
+                && event.involved_object.name.as_deref() == Some("deckhand")
+                && event.message.as_deref().unwrap_or("").starts_with("bob")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no AccessDenied event: {found:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("deckhand_alerts_total{reason=\"access_denied\"}")),
+        "{metrics}"
+    );
+
+    // Acting as bob, even the plan's first read is refused by the API server (deckhand's
+    // own identity could have read and scaled it); nothing changes.
+    let detail = bob
+        .thread_until(&bob_thread, "bob's read to be refused", |detail| {
+            latest_plan(detail).is_some_and(|plan| plan["status"] == "failed")
+        })
+        .await;
+    let check = &latest_plan(&detail).unwrap()["steps"][0];
+    assert_eq!(check["tool"], "kube_get", "{detail:#}");
+    let error = check["error"].as_str().unwrap();
+    assert!(
+        error.contains("forbidden") && error.contains("bob"),
+        "{error}"
+    );
+    assert_eq!(replicas(&client).await, Some(1));
+
+    // carol, whose group may, is told nothing is missing and her run scales web.
+    let carol_thread = ask(&carol).await;
+    let detail = carol
+        .thread_until(&carol_thread, "awaiting approval", |detail| {
+            latest_plan(detail).is_some_and(|plan| plan["status"] == "awaiting_approval")
+        })
+        .await;
+    let plan = latest_plan(&detail).unwrap().clone();
+    let plan_path = format!(
+        "/api/threads/{carol_thread}/plans/{}",
+        plan["id"].as_str().unwrap()
+    );
+    let (status, approved) = carol
+        .post(
+            &format!("{plan_path}/approve"),
+            json!({"hash": plan["hash"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    let (status, _) = carol.post(&format!("{plan_path}/run"), json!({})).await;
+    assert_eq!(status, 202);
+    let detail = carol
+        .thread_until(&carol_thread, "carol's run", |detail| {
+            latest_plan(detail).is_some_and(|plan| plan["status"] == "succeeded")
+        })
+        .await;
+    assert!(
+        !detail.to_string().contains("lacks permissions"),
+        "nothing is missing for carol: {detail:#}"
+    );
+    assert_eq!(replicas(&client).await, Some(3));
 }

@@ -304,6 +304,33 @@ async fn on_message(state: &ApiState, event: SlackEvent) -> Result<()> {
     Ok(())
 }
 
+/// Announces `thread`, which deckhand started on its own (a scheduled task, an alert
+/// triage), in the configured `notify_channel` with `text`, and follows it there as a
+/// thread started from Slack is followed: its plan with approve/reject buttons, results,
+/// errors. `who` is whose view of the thread is posted. Nothing happens without Slack or
+/// a notify channel.
+///
+/// # Errors
+/// Slack refuses the message, or the link cannot be stored.
+pub async fn announce(state: &ApiState, who: Identity, thread: ThreadId, text: &str) -> Result<()> {
+    let Some(bot) = state.slack() else {
+        return Ok(());
+    };
+    let Some(channel) = bot.config.notify_channel.clone() else {
+        return Ok(());
+    };
+    let ts = bot
+        .client()
+        .post_message(&channel, None, &format!("{text} (thread `{thread}`)"), None)
+        .await?;
+    state
+        .service()
+        .link_thread(&link_key(&channel, &ts), thread)
+        .await?;
+    watch(state.clone(), who, thread, channel, ts);
+    Ok(())
+}
+
 /// Posts a thread's milestones to its Slack thread: plans with approve/reject buttons,
 /// results with restore and rating buttons, errors.
 fn watch(state: ApiState, who: Identity, thread: ThreadId, channel: String, thread_ts: String) {
@@ -366,6 +393,31 @@ fn milestone(event: &ThreadEvent) -> Option<(String, Option<Value>)> {
                 .and_then(Value::as_str)
                 .unwrap_or("error");
             Some((format!(":warning: {message}"), None))
+        }
+        ThreadEventKind::Access => {
+            let missing: Vec<String> = event
+                .data
+                .get("missing")
+                .and_then(Value::as_array)?
+                .iter()
+                .filter_map(|entry| {
+                    let step = entry.get("step_id").and_then(Value::as_str)?;
+                    let permission = entry.get("permission").and_then(Value::as_str)?;
+                    Some(format!("• step {step}: {permission}"))
+                })
+                .collect();
+            let user = event
+                .data
+                .get("user")
+                .and_then(Value::as_str)
+                .unwrap_or("you");
+            Some((
+                format!(
+                    ":lock: {user} lacks permissions this plan needs:\n{}",
+                    missing.join("\n")
+                ),
+                None,
+            ))
         }
         _ => None,
     }

@@ -3,6 +3,7 @@
 //! configured), and who is asking. One place, so a plan `deckhand plan` makes is checked
 //! by `deckhand run` against the same tools.
 
+use crate::alerting::Alerting;
 use crate::config::Config;
 use crate::journal::{AuditFlush, StoreAudit, StoreJournal};
 use deckhand_agents::register_analyzers;
@@ -33,7 +34,14 @@ pub struct Session {
     pub gate: Option<ClusterGate>,
     /// Where `deckhand serve` has everything counted (empty for the CLI).
     pub metrics: crate::journal::MetricsCell,
+    /// Whether cluster calls act as the person they are made for (`[cluster]
+    /// impersonate`, with a cluster connected).
+    pub impersonate: bool,
+    /// Whether each plan's cluster steps are checked against the person's permissions
+    /// before it is proposed (`[cluster] check_access`, with a cluster connected).
+    pub check_access: bool,
     audit_flush: Option<AuditFlush>,
+    alerting: Option<Alerting>,
 }
 
 impl Session {
@@ -44,6 +52,7 @@ impl Session {
             registry,
             gate,
             audit_flush,
+            alerting,
             ..
         } = self;
         // The writer stops once every sender (held by the gate and its tools) is gone.
@@ -51,6 +60,9 @@ impl Session {
         drop(gate);
         if let Some(flush) = audit_flush {
             flush.finish().await;
+        }
+        if let Some(alerting) = alerting {
+            alerting.close().await;
         }
         database.close().await;
     }
@@ -106,6 +118,7 @@ pub async fn open_with(config: &Config, parts: Parts) -> Result<Session, String>
     register_analyzers(&mut registry).map_err(|error| format!("{error:#}"))?;
     let mut gate = None;
     let mut audit_flush = None;
+    let mut alerting = None;
     let metrics = crate::journal::MetricsCell::default();
     let kube_config = match parts.cluster {
         Cluster::Inferred => kube::Config::infer().await.ok(),
@@ -122,6 +135,9 @@ pub async fn open_with(config: &Config, parts: Parts) -> Result<Session, String>
             .map_err(|error| format!("the Kubernetes configuration is unusable: {error:#}"))?
             .with_journal(Arc::new(StoreJournal::new(database.clone())))
             .with_audit(Arc::new(audit));
+        let alerts = Alerting::start(config, cluster.client().clone(), metrics.clone())?;
+        let cluster = cluster.with_alerts(alerts.sink());
+        alerting = Some(alerts);
         register_cluster_tools(&mut registry, &cluster).map_err(|error| format!("{error:#}"))?;
         gate = Some(cluster);
         audit_flush = Some(flush);
@@ -130,9 +146,16 @@ pub async fn open_with(config: &Config, parts: Parts) -> Result<Session, String>
         database,
         registry: Arc::new(registry),
         connected: gate.is_some(),
+        impersonate: gate.is_some() && config.cluster.impersonate,
+        check_access: gate.is_some()
+            && config
+                .cluster
+                .check_access
+                .unwrap_or(config.cluster.impersonate),
         gate,
         metrics,
         audit_flush,
+        alerting,
     })
 }
 
