@@ -197,6 +197,13 @@ pub enum Error {
         /// One line per problem.
         problems: Vec<String>,
     },
+    /// The `[terraform]` configuration is invalid; every problem is listed, each naming
+    /// its key.
+    #[error("the terraform configuration is invalid:\n  - {}", problems.join("\n  - "))]
+    InvalidTerraform {
+        /// One line per problem.
+        problems: Vec<String>,
+    },
 }
 
 /// One place where an input breaks its schema.
@@ -244,6 +251,7 @@ impl Error {
             Self::ChangedSinceApproval { .. } => "changed_since_approval",
             Self::Journal { .. } => "journal",
             Self::InvalidAlerts { .. } => "invalid_alerts",
+            Self::InvalidTerraform { .. } => "invalid_terraform",
         }
     }
 

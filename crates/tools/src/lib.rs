@@ -14,6 +14,9 @@
 //! - [`loader`]: loading `NAME.json` + `NAME.wasm` tools from a directory.
 //! - [`cluster`]: the cluster gate: reads and writes judged by the policy engine before
 //!   and after a server-side dry run, written only with an approval, audited.
+//! - [`terraform`]: `terraform_plan`, `terraform init` + `terraform plan` on a configuration
+//!   in the workspace (registered only when a terraform binary is configured; never
+//!   applies).
 //! - [`error`]: this crate's error type.
 
 pub mod cluster;
@@ -22,6 +25,7 @@ pub mod loader;
 pub mod registry;
 pub mod sandbox;
 pub mod spec;
+pub mod terraform;
 
 pub use cluster::{Approval, ClusterChange, ClusterGate, ObjectRef, PreparedChange};
 pub use error::{Error, InputProblem, Result};
