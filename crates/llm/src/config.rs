@@ -488,6 +488,133 @@ pub fn kind_name(kind: BackendKind) -> &'static str {
     }
 }
 
+/// The API an embedding model is served with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingProvider {
+    /// Ollama's `POST {endpoint}/api/embed`.
+    Ollama,
+    /// OpenAI's `POST {endpoint}/embeddings` (llama-server with `--embeddings`, vLLM, LM
+    /// Studio, OpenAI itself); the endpoint includes the `/v1`.
+    OpenaiCompatible,
+}
+
+/// An embedding model: what turns knowledge entries and queries into vectors, so a
+/// search can find a paraphrase that shares no word with what was stored
+/// (`[knowledge.embeddings]` in `deckhand.toml`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// The API it speaks.
+    pub provider: EmbeddingProvider,
+    /// Where it is: for Ollama default `OLLAMA_HOST` or `http://127.0.0.1:11434`; for
+    /// `openai_compatible` required, with the `/v1` (`http://127.0.0.1:8081/v1`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The model (`nomic-embed-text`, `all-minilm`, ...). Stored with every vector: a
+    /// vector is only ever compared with vectors of the same model.
+    pub model: String,
+    /// The environment variable holding an API key, sent as a bearer token (none by
+    /// default: local servers need none).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The whole request's deadline, in seconds (a model loading into memory is slow).
+    #[serde(default = "default_embedding_timeout")]
+    pub timeout_secs: f64,
+    /// The length every vector must have; `None` takes whatever the model returns, as
+    /// long as every vector of an answer has the same length.
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+    /// Texts sent per request.
+    #[serde(default = "default_embedding_batch")]
+    pub batch_size: usize,
+}
+
+/// The default deadline of one embedding request, in seconds.
+pub const DEFAULT_EMBEDDING_TIMEOUT_SECS: f64 = 10.0;
+/// The default number of texts per embedding request.
+pub const DEFAULT_EMBEDDING_BATCH: usize = 32;
+
+fn default_embedding_timeout() -> f64 {
+    DEFAULT_EMBEDDING_TIMEOUT_SECS
+}
+
+fn default_embedding_batch() -> usize {
+    DEFAULT_EMBEDDING_BATCH
+}
+
+impl EmbeddingConfig {
+    /// `model` served by `provider`, everything else by default.
+    pub fn new(provider: EmbeddingProvider, model: impl Into<String>) -> Self {
+        Self {
+            provider,
+            endpoint: None,
+            model: model.into(),
+            api_key_env: None,
+            timeout_secs: DEFAULT_EMBEDDING_TIMEOUT_SECS,
+            dimensions: None,
+            batch_size: DEFAULT_EMBEDDING_BATCH,
+        }
+    }
+
+    /// Sets the endpoint.
+    #[must_use]
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The endpoint in effect (without a trailing slash).
+    pub fn endpoint(&self, env: Env<'_>) -> String {
+        let url = match (&self.endpoint, self.provider) {
+            (Some(url), _) => url.clone(),
+            (None, EmbeddingProvider::Ollama) => env("OLLAMA_HOST")
+                .map(|host| ollama_url(&host))
+                .unwrap_or_else(|| ollama::OLLAMA_DEFAULT_URL.to_owned()),
+            (None, EmbeddingProvider::OpenaiCompatible) => String::new(),
+        };
+        url.trim_end_matches('/').to_owned()
+    }
+
+    /// The deadline of one request.
+    pub fn timeout(&self) -> Duration {
+        secs(self.timeout_secs)
+    }
+
+    /// Every problem with this configuration (empty when it is usable).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.model.trim().is_empty() {
+            problems.push("embeddings: `model` is required".to_owned());
+        }
+        match &self.endpoint {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                problems.push(format!(
+                    "embeddings: endpoint {url:?} must start with http:// or https://"
+                ));
+            }
+            None if self.provider == EmbeddingProvider::OpenaiCompatible => problems.push(
+                "embeddings: `endpoint` is required for openai_compatible (with the /v1)"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
+            problems.push(format!(
+                "embeddings: timeout_secs must be above 0, not {}",
+                self.timeout_secs
+            ));
+        }
+        if self.dimensions == Some(0) {
+            problems.push("embeddings: dimensions must be above 0".to_owned());
+        }
+        if self.batch_size == 0 {
+            problems.push("embeddings: batch_size must be above 0".to_owned());
+        }
+        problems
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,10 @@
 //! - [`offline`]: the backend with no model, so deckhand works on a fresh machine.
 //! - [`providers`]: OpenAI and compatible servers, Azure OpenAI, Ollama, Anthropic, Gemini.
 //! - [`router`]: routing, fallback, retries, deadlines, cancellation, structured output.
-//! - [`config`]: the `[llm]` table and discovery from environment variables.
+//! - [`config`]: the `[llm]` table and discovery from environment variables, and the
+//!   embedding model's configuration.
+//! - [`embeddings`]: vectors from a configured embedding model (Ollama or an
+//!   OpenAI-compatible server), for knowledge search by meaning.
 //! - [`check`](mod@check): which backends answer and which model each agent uses.
 //! - [`extract`]: JSON and tool calls found in a model's prose.
 //! - [`prompt`]: tools and schemas described in the prompt for backends without them.
@@ -53,6 +56,7 @@ pub mod backend;
 pub mod chat;
 pub mod check;
 pub mod config;
+pub mod embeddings;
 pub mod error;
 pub mod extract;
 mod http;
@@ -72,7 +76,8 @@ pub use chat::{
     ToolDefinition,
 };
 pub use check::{check, check_router, CheckReport};
-pub use config::{BackendConfig, BackendKind, LlmConfig};
+pub use config::{BackendConfig, BackendKind, EmbeddingConfig, EmbeddingProvider, LlmConfig};
+pub use embeddings::Embedder;
 pub use error::{Error, FailedAttempt, Result, TimeoutPhase};
 pub use message::{Message, Role, ToolCall};
 pub use offline::Offline;

@@ -12,6 +12,7 @@ mod mock;
 mod anthropic;
 mod context;
 mod discovery;
+mod embeddings;
 mod gemini;
 mod ollama;
 mod openai;
