@@ -7,7 +7,13 @@
 //! ```
 //!
 //! `DECKHAND_BENCH_BACKENDS` (default `sqlite,postgres`) picks the backends,
-//! `DECKHAND_BENCH_QUERIES` (default 200) the searches per size. The corpus is synthetic
+//! `DECKHAND_BENCH_QUERIES` (default 200) the searches per size.
+//! `DECKHAND_BENCH_HYBRID_MAX` (default 100 000; 0 turns it off): up to that size every
+//! entry also gets an embedding of `DECKHAND_BENCH_DIMS` (default 384) components and
+//! the hybrid search (full text fused with cosine similarity) is measured too. Vectors
+//! are synthetic: each entry's lies near one of 64 topic directions, as is each query's,
+//! so about one candidate in 64 passes the similarity threshold, as related entries
+//! would; every candidate's vector is read and compared whatever the threshold. The corpus is synthetic
 //! and deterministic: DevOps requests over a vocabulary of common terms, service names
 //! (skewed: a few are frequent) and rare words, ratings 0–100, ages up to two years.
 //! PostgreSQL is the testkit's (fsync off), so its insert figures are an upper bound.
@@ -16,7 +22,7 @@
 use chrono::{Duration as Age, Utc};
 use deckhand_runtime::knowledge::KnowledgeEntry;
 use deckhand_runtime::ThreadId;
-use deckhand_store::Database;
+use deckhand_store::{Database, Embedding};
 use deckhand_testkit::{Postgres, SqliteFile};
 use std::time::{Duration, Instant};
 
@@ -201,6 +207,42 @@ fn query(rng: &mut Rng) -> String {
     }
 }
 
+/// Topic directions the synthetic vectors lean towards.
+const TOPICS: usize = 64;
+/// The embedding model's name in the benchmark.
+const MODEL: &str = "bench-embed";
+
+/// Synthetic embeddings: a topic direction plus noise.
+struct Vectors {
+    rng: Rng,
+    topics: Vec<Vec<f32>>,
+}
+
+impl Vectors {
+    fn new(dims: usize) -> Self {
+        let mut rng = Rng(0x94D0_49BB_1331_11EB);
+        let topics = (0..TOPICS).map(|_| noise(&mut rng, dims, 1.0)).collect();
+        Self { rng, topics }
+    }
+    fn next(&mut self) -> Embedding {
+        let topic = self.rng.below(TOPICS);
+        let dims = self.topics[topic].len();
+        let noise = noise(&mut self.rng, dims, 0.5);
+        let vector = self.topics[topic]
+            .iter()
+            .zip(noise)
+            .map(|(direction, noise)| direction + noise)
+            .collect();
+        Embedding::new(MODEL, vector)
+    }
+}
+
+fn noise(rng: &mut Rng, dims: usize, scale: f32) -> Vec<f32> {
+    (0..dims)
+        .map(|_| (rng.below(20_001) as f32 / 10_000.0 - 1.0) * scale)
+        .collect()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -210,15 +252,30 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1_000.0
 }
 
-async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize) {
+/// What to measure besides full-text search.
+struct Hybrid {
+    /// Largest size whose entries get embeddings (0: none).
+    max_size: usize,
+    dims: usize,
+}
+
+async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize, hybrid: &Hybrid) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut vectors = Vectors::new(hybrid.dims.max(1));
     let mut stored = 0;
     for &size in sizes {
+        let embedding = size <= hybrid.max_size;
+        // Ids of this step's entries, to embed them after the timed inserts.
+        let mut ids = Vec::new();
         // Single-entry transactions: what deckhand does when a thread is resolved.
         let singles = SINGLE_INSERTS.min(size - stored);
         let started = Instant::now();
         for _ in 0..singles {
-            db.upsert_knowledge_entry(&entry(&mut rng)).await.unwrap();
+            let entry = entry(&mut rng);
+            db.upsert_knowledge_entry(&entry).await.unwrap();
+            if embedding {
+                ids.push(entry.id);
+            }
         }
         let single_rate = singles as f64 / started.elapsed().as_secs_f64();
         stored += singles;
@@ -231,8 +288,17 @@ async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize) {
                 .collect();
             db.upsert_knowledge_batch(&batch).await.unwrap();
             stored += batch.len();
+            if embedding {
+                ids.extend(batch.iter().map(|entry| entry.id));
+            }
         }
         let bulk_rate = bulk as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let started = Instant::now();
+        for chunk in ids.chunks(BATCH) {
+            let batch: Vec<_> = chunk.iter().map(|id| (*id, vectors.next())).collect();
+            db.upsert_knowledge_embeddings(&batch).await.unwrap();
+        }
+        let embed_rate = ids.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
 
         // Warm the caches the way a running deckhand would have them warm.
         let mut query_rng = Rng(0xD1B5_4A32_D192_ED03);
@@ -275,7 +341,53 @@ async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize) {
             },
             bytes as f64 / 1e6,
         );
+        if embedding {
+            hybrid_search(name, db, size, queries, &mut vectors, embed_rate).await;
+        }
     }
+}
+
+/// Hybrid search latency: each query's text with a vector of a random topic.
+async fn hybrid_search(
+    name: &str,
+    db: &Database,
+    size: usize,
+    queries: usize,
+    vectors: &mut Vectors,
+    embed_rate: f64,
+) {
+    let mut query_rng = Rng(0xA076_1D64_78BD_642F);
+    for _ in 0..20 {
+        let vector = vectors.next();
+        db.search_knowledge_hybrid(&query(&mut query_rng), Some(&vector), 10)
+            .await
+            .unwrap();
+    }
+    let mut latencies = Vec::with_capacity(queries);
+    let (mut hits, mut similar) = (0, 0);
+    for _ in 0..queries {
+        let text = query(&mut query_rng);
+        let vector = vectors.next();
+        let started = Instant::now();
+        let found = db
+            .search_knowledge_hybrid(&text, Some(&vector), 10)
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
+        hits += found.len();
+        similar += found.iter().filter(|hit| hit.similarity.is_some()).count();
+    }
+    latencies.sort();
+    println!(
+        "{name:<8} {size:>9} threads  hybrid p50 {:>8.2} ms  p95 {:>8.2} ms  max {:>8.2} ms  \
+         ({:.1} hits/query, {:.1} by similarity)  embeddings stored {:>7.0}/s in batches of {BATCH}",
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.95)),
+        ms(*latencies.last().unwrap()),
+        hits as f64 / queries as f64,
+        similar as f64 / queries as f64,
+        embed_rate,
+    );
 }
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
@@ -298,19 +410,29 @@ async fn main() {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(200);
+    let hybrid = Hybrid {
+        max_size: std::env::var("DECKHAND_BENCH_HYBRID_MAX")
+            .ok()
+            .map(|value| value.replace('_', "").parse().unwrap())
+            .unwrap_or(100_000),
+        dims: std::env::var("DECKHAND_BENCH_DIMS")
+            .ok()
+            .map(|value| value.parse().unwrap())
+            .unwrap_or(384),
+    };
     for backend in env_list("DECKHAND_BENCH_BACKENDS", "sqlite,postgres") {
         match backend.as_str() {
             "sqlite" => {
                 let file = SqliteFile::new().unwrap();
                 let db = Database::open_sqlite(file.path()).await.unwrap();
-                run("sqlite", &db, &sizes, queries).await;
+                run("sqlite", &db, &sizes, queries, &hybrid).await;
                 db.close().await;
             }
             "postgres" => {
                 let server = Postgres::start().await.unwrap();
                 let url = server.create_database("bench").await.unwrap();
                 let db = Database::connect(&url).await.unwrap();
-                run("postgres", &db, &sizes, queries).await;
+                run("postgres", &db, &sizes, queries, &hybrid).await;
                 db.close().await;
             }
             other => panic!("unknown backend {other:?} (sqlite, postgres)"),

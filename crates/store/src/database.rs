@@ -104,6 +104,7 @@ pub struct Database {
     pub(crate) pool: AnyPool,
     backend: Backend,
     pub(crate) search_options: SearchOptions,
+    pub(crate) hybrid_options: crate::embeddings::HybridOptions,
 }
 
 impl Database {
@@ -175,6 +176,7 @@ impl Database {
             pool,
             backend,
             search_options: SearchOptions::default(),
+            hybrid_options: crate::embeddings::HybridOptions::default(),
         })
     }
 

@@ -60,6 +60,20 @@ pub enum Error {
         /// The thread.
         thread: deckhand_runtime::ThreadId,
     },
+    /// The knowledge entry named does not exist (an embedding needs its entry).
+    #[error("there is no knowledge entry {id}")]
+    KnowledgeNotFound {
+        /// The entry's id.
+        id: uuid::Uuid,
+    },
+    /// An embedding vector cannot be stored or compared.
+    #[error("invalid embedding from model {model:?}: {message}")]
+    InvalidEmbedding {
+        /// The model named with it.
+        model: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A value could not be written as JSON.
     #[error("cannot encode {what} as JSON")]
     Encode {

@@ -22,7 +22,7 @@ pub const RANKED_CANDIDATES: i64 = 2_000;
 const SCORE: &str = "(m.text_rank / (1.0 + m.text_rank)) * k.rating / 100.0 \
      * (0.5 + 0.5 / (1.0 + (CASE WHEN $2 > k.created_at THEN $2 - k.created_at ELSE 0 END) / $3))";
 
-const ENTRY_COLUMNS: &str = "k.id, k.thread_id, k.cluster_id, k.request, k.response, \
+pub(crate) const ENTRY_COLUMNS: &str = "k.id, k.thread_id, k.cluster_id, k.request, k.response, \
      k.resolution_summary, k.resolution_steps, k.tags, k.keywords, k.rating, k.created_at";
 
 /// Inserts or replaces `entry` (by id) in `executor`'s database.
@@ -230,7 +230,7 @@ enum Matching {
     Any,
 }
 
-fn entry_from_row(row: &AnyRow) -> Result<KnowledgeEntry> {
+pub(crate) fn entry_from_row(row: &AnyRow) -> Result<KnowledgeEntry> {
     const CONTEXT: &str = "reading knowledge";
     let query = |source| Error::Query {
         context: CONTEXT,

@@ -10,6 +10,8 @@
 //! - [`tokens`]: API tokens, by hash.
 //! - [`heartbeat`]: the ledger of scheduled tasks' runs (the runtime's `HeartbeatLedger`).
 //! - [`knowledge`]: knowledge entries and full-text search (FTS5, `tsvector`).
+//! - [`embeddings`]: an embedding vector per knowledge entry, and the hybrid search that
+//!   fuses full text with cosine similarity.
 //! - [`usage`]: LLM usage per call and per thread, with totals.
 //! - [`replicated`]: [`ReplicatedStore`]: a local SQLite store whose writes are copied to
 //!   a shared PostgreSQL through an outbox, working on while PostgreSQL is unreachable.
@@ -23,6 +25,7 @@
 pub mod audit;
 pub mod conversation;
 pub mod database;
+pub mod embeddings;
 pub mod error;
 pub mod heartbeat;
 pub mod knowledge;
@@ -34,6 +37,7 @@ pub mod tokens;
 pub mod usage;
 
 pub use database::{Backend, ConnectOptions, Database};
+pub use embeddings::{Embedding, HybridHit, HybridOptions};
 pub use error::{Error, Result};
 pub use replicated::{ReplicatedStore, ReplicationConfig, SearchSource};
 pub use usage::{LlmUsage, LlmUsageGroup, LlmUsageTotals, ThreadLlmUsage};

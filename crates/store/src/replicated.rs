@@ -5,6 +5,9 @@
 //! when it is back. A crash between sending and deleting sends a batch twice, which the
 //! upserts absorb: nothing is lost, nothing is doubled.
 //!
+//! Replicated: threads, messages, ratings, statuses, approvals, knowledge entries and
+//! their embeddings, and LLM usage.
+//!
 //! Knowledge searches ask the shared database (every cluster's knowledge) when it
 //! answers, else the local copy (this cluster's). The audit log, event logs, snapshots
 //! and tokens stay local: they belong to the cluster that made them.
@@ -13,8 +16,10 @@ use crate::conversation::{
     insert_approval_in, insert_message_with, insert_rating_in, update_thread_status_with, Audited,
 };
 use crate::database::{insert_thread_with, now_micros, ConnectOptions, Database};
+use crate::embeddings::{upsert_embedding_with, Embedding, HybridHit};
 use crate::error::{Error, Result};
 use crate::knowledge::upsert_knowledge_with;
+use crate::usage::{record_llm_usage_with, LlmUsage};
 use deckhand_runtime::knowledge::{KnowledgeEntry, KnowledgeHit, KnowledgeStore};
 use deckhand_runtime::{
     ApprovalRecord, ConversationStore, Message, PlanId, Rating, Thread, ThreadId, ThreadStatus,
@@ -81,6 +86,18 @@ enum Replicated {
     Rating(Rating),
     Approval(ApprovalRecord),
     Knowledge(KnowledgeEntry),
+    /// A knowledge entry's vector, its components as their f32 bits (integers survive
+    /// JSON exactly; decimal text of an f32 read back through an f64 may not).
+    KnowledgeEmbedding {
+        knowledge_id: uuid::Uuid,
+        model: String,
+        bits: Vec<u32>,
+    },
+    /// One LLM call's usage, under the id it was stored with locally.
+    LlmUsage {
+        id: uuid::Uuid,
+        usage: LlmUsage,
+    },
 }
 
 impl Replicated {
@@ -92,6 +109,8 @@ impl Replicated {
             Self::Rating(rating) => rating.id.to_string(),
             Self::Approval(approval) => approval.id.to_string(),
             Self::Knowledge(entry) => entry.id.to_string(),
+            Self::KnowledgeEmbedding { knowledge_id, .. } => knowledge_id.to_string(),
+            Self::LlmUsage { id, .. } => id.to_string(),
         }
     }
 
@@ -103,6 +122,8 @@ impl Replicated {
             Self::Rating(_) => "rating",
             Self::Approval(_) => "approval",
             Self::Knowledge(_) => "knowledge",
+            Self::KnowledgeEmbedding { .. } => "knowledge_embedding",
+            Self::LlmUsage { .. } => "llm_usage",
         }
     }
 
@@ -138,6 +159,26 @@ impl Replicated {
                 insert_approval_in(transaction, approval, Audited::No).await
             }
             Self::Knowledge(entry) => upsert_knowledge_with(&mut **transaction, entry).await,
+            Self::KnowledgeEmbedding {
+                knowledge_id,
+                model,
+                bits,
+            } => {
+                let embedding = Embedding::new(
+                    model.clone(),
+                    bits.iter().map(|bits| f32::from_bits(*bits)).collect(),
+                );
+                // The entry is queued before its vector, so it is there unless it was
+                // written before replication was configured: then the vector has nothing
+                // to describe on the shared side and is dropped, not retried forever.
+                if !upsert_embedding_with(&mut **transaction, *knowledge_id, &embedding).await? {
+                    tracing::warn!(%knowledge_id, "skipped an embedding: the shared database has no such knowledge entry");
+                }
+                Ok(())
+            }
+            Self::LlmUsage { id, usage } => {
+                record_llm_usage_with(&mut **transaction, *id, usage).await
+            }
         }
     }
 }
@@ -401,6 +442,106 @@ impl ReplicatedStore {
             |tx| Box::pin(async move { upsert_knowledge_with(&mut **tx, &copy).await }),
         )
         .await
+    }
+
+    /// Stores a knowledge entry's embedding locally and queues it.
+    ///
+    /// # Errors
+    /// As [`Database::upsert_knowledge_embedding`].
+    pub async fn upsert_knowledge_embedding(
+        &self,
+        id: uuid::Uuid,
+        embedding: &Embedding,
+    ) -> Result<()> {
+        let copy = embedding.clone();
+        self.write(
+            "storing a knowledge entry's embedding",
+            Replicated::KnowledgeEmbedding {
+                knowledge_id: id,
+                model: embedding.model.clone(),
+                bits: embedding
+                    .vector
+                    .iter()
+                    .map(|value| value.to_bits())
+                    .collect(),
+            },
+            |tx| {
+                Box::pin(async move {
+                    match upsert_embedding_with(&mut **tx, id, &copy).await? {
+                        true => Ok(()),
+                        false => Err(Error::KnowledgeNotFound { id }),
+                    }
+                })
+            },
+        )
+        .await
+    }
+
+    /// Stores one LLM call's usage locally and queues it (under one UUID on both sides).
+    ///
+    /// # Errors
+    /// As [`Database::record_llm_usage`].
+    pub async fn record_llm_usage(&self, usage: &LlmUsage) -> Result<()> {
+        let id = uuid::Uuid::new_v4();
+        let copy = usage.clone();
+        self.write(
+            "storing LLM usage",
+            Replicated::LlmUsage {
+                id,
+                usage: usage.clone(),
+            },
+            |tx| Box::pin(async move { record_llm_usage_with(&mut **tx, id, &copy).await }),
+        )
+        .await
+    }
+
+    /// [`Database::search_knowledge_hybrid`] on the shared database when it answers, else
+    /// on the local copy, as [`ReplicatedStore::search_knowledge`] does; says which.
+    ///
+    /// # Errors
+    /// The local store's errors (the shared one's only make it fall back).
+    pub async fn search_knowledge_hybrid(
+        &self,
+        query: &str,
+        vector: Option<&Embedding>,
+        limit: u32,
+    ) -> Result<(Vec<HybridHit>, SearchSource)> {
+        // A bad vector is the caller's error, not a sign that the shared database is down.
+        if let Some(vector) = vector {
+            vector.check()?;
+        }
+        if !self.shared_reachable() {
+            return Ok((
+                self.local
+                    .search_knowledge_hybrid(query, vector, limit)
+                    .await?,
+                SearchSource::Local,
+            ));
+        }
+        let shared = async {
+            let database = self.shared.database().await?;
+            database
+                .with_search_options(self.local.search_options())
+                .with_hybrid_options(self.local.hybrid_options())
+                .search_knowledge_hybrid(query, vector, limit)
+                .await
+        };
+        match shared.await {
+            Ok(hits) => {
+                self.shared.mark(true);
+                Ok((hits, SearchSource::Shared))
+            }
+            Err(error) => {
+                tracing::debug!(%error, "searching the local copy of knowledge");
+                self.shared.mark(false);
+                Ok((
+                    self.local
+                        .search_knowledge_hybrid(query, vector, limit)
+                        .await?,
+                    SearchSource::Local,
+                ))
+            }
+        }
     }
 
     /// Searches the shared database when it answers, else the local copy; says which.

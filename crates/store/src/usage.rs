@@ -119,37 +119,12 @@ fn unsigned(value: i64) -> u64 {
 }
 
 impl Database {
-    /// Stores one call's usage.
+    /// Stores one call's usage (under a new UUID, so a replicated store can copy it once).
     ///
     /// # Errors
     /// [`Error::Query`].
     pub async fn record_llm_usage(&self, usage: &LlmUsage) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO llm_usage (thread_id, at, agent, backend, model, purpose, tokens_in, \
-             tokens_out, latency_ms, answered, error_kind, error_message, cost_usd, redactions) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(usage.thread_id.as_deref())
-        .bind(usage.at.timestamp_micros())
-        .bind(&usage.agent)
-        .bind(&usage.backend)
-        .bind(&usage.model)
-        .bind(&usage.purpose)
-        .bind(signed(usage.tokens_in))
-        .bind(signed(usage.tokens_out))
-        .bind(signed(usage.latency_ms))
-        .bind(i64::from(usage.answered))
-        .bind(usage.error_kind.as_deref())
-        .bind(usage.error_message.as_deref())
-        .bind(usage.cost_usd)
-        .bind(signed(usage.redactions))
-        .execute(&self.pool)
-        .await
-        .map_err(|source| Error::Query {
-            context: "storing LLM usage",
-            source,
-        })?;
-        Ok(())
+        record_llm_usage_with(&self.pool, uuid::Uuid::new_v4(), usage).await
     }
 
     /// The LLM usage of `thread_id`: totals, totals per agent, backend and model, and
@@ -209,6 +184,46 @@ impl Database {
             calls,
         })
     }
+}
+
+/// Stores one call's usage as `id` in `executor`'s database; storing the same id again
+/// changes nothing.
+pub(crate) async fn record_llm_usage_with<'e, E>(
+    executor: E,
+    id: uuid::Uuid,
+    usage: &LlmUsage,
+) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO llm_usage (id, thread_id, at, agent, backend, model, purpose, tokens_in, \
+         tokens_out, latency_ms, answered, error_kind, error_message, cost_usd, redactions) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id.to_string())
+    .bind(usage.thread_id.as_deref())
+    .bind(usage.at.timestamp_micros())
+    .bind(&usage.agent)
+    .bind(&usage.backend)
+    .bind(&usage.model)
+    .bind(&usage.purpose)
+    .bind(signed(usage.tokens_in))
+    .bind(signed(usage.tokens_out))
+    .bind(signed(usage.latency_ms))
+    .bind(i64::from(usage.answered))
+    .bind(usage.error_kind.as_deref())
+    .bind(usage.error_message.as_deref())
+    .bind(usage.cost_usd)
+    .bind(signed(usage.redactions))
+    .execute(executor)
+    .await
+    .map_err(|source| Error::Query {
+        context: "storing LLM usage",
+        source,
+    })?;
+    Ok(())
 }
 
 fn group_from_row(row: &AnyRow) -> Result<LlmUsageGroup> {

@@ -97,7 +97,8 @@ async fn exercise(database: &Database) {
             20261124000002,
             20261125000001,
             20261125000002,
-            20261125000003
+            20261125000003,
+            20261126000001
         ],
         "each migration is applied once, the backend's own merged in by version"
     );
@@ -166,7 +167,7 @@ async fn sqlite_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        7
+        8
     );
 }
 
@@ -190,7 +191,7 @@ async fn postgres_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        7
+        8
     );
 }
 
@@ -256,7 +257,7 @@ async fn upgrade_keeps_threads(url: &str) {
             .await
             .expect("migrations")
             .len(),
-        7
+        8
     );
 }
 

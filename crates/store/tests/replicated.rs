@@ -186,3 +186,173 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
     assert_eq!(count(&shared, "thread_events").await, 0);
     store.shutdown().await;
 }
+
+/// One LLM call of `thread`.
+fn usage(thread: &Thread, tokens_in: u64) -> deckhand_store::LlmUsage {
+    deckhand_store::LlmUsage {
+        thread_id: Some(thread.id.to_string()),
+        at: chrono::Utc::now(),
+        agent: "planner".into(),
+        backend: "local".into(),
+        model: "qwen2.5-coder:1.5b".into(),
+        purpose: "chat".into(),
+        tokens_in,
+        tokens_out: 10,
+        latency_ms: 900,
+        answered: true,
+        error_kind: None,
+        error_message: None,
+        cost_usd: None,
+        redactions: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
+    use deckhand_store::Embedding;
+    let mut postgres = Postgres::start().await.unwrap();
+    let shared_url = postgres.create_database("shared").await.unwrap();
+    let file = SqliteFile::new().unwrap();
+    let local = Database::open_sqlite(file.path()).await.unwrap();
+    let store = ReplicatedStore::start(
+        local.clone(),
+        ReplicationConfig::new(&shared_url).with_retry_interval(Duration::from_millis(200)),
+    );
+    let model = "nomic-embed-text";
+    // An entry with a vector and a call of its thread, while the shared database is up.
+    let first = resolve(&store, "eks-prod", "checkout pods restarting").await;
+    let entry = local.knowledge_of_thread(first.id).await.unwrap().remove(0);
+    let vector = vec![0.1f32, 0.2, 0.3, 0.4];
+    store
+        .upsert_knowledge_embedding(entry.id, &Embedding::new(model, vector.clone()))
+        .await
+        .unwrap();
+    store.record_llm_usage(&usage(&first, 100)).await.unwrap();
+    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    let shared = Database::connect(&shared_url).await.unwrap();
+    assert_eq!(
+        shared.knowledge_embedding(entry.id).await.unwrap(),
+        Some(Embedding::new(model, vector.clone())),
+        "the vector arrives bit for bit"
+    );
+    assert_eq!(count(&shared, "llm_usage").await, 1);
+    let paraphrase = Embedding::new(model, vec![0.1, 0.2, 0.3, 0.41]);
+    let (hits, source) = store
+        .search_knowledge_hybrid("ram quota exceeded", Some(&paraphrase), 5)
+        .await
+        .unwrap();
+    assert_eq!(source, SearchSource::Shared);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].entry.id, entry.id);
+
+    // Down: vectors and usage queue; searches by meaning use the local copy.
+    postgres.stop();
+    let mut during = Vec::new();
+    for n in 0..3u8 {
+        let thread = resolve(&store, "eks-prod", &format!("payments pods restarting {n}")).await;
+        let entry = local
+            .knowledge_of_thread(thread.id)
+            .await
+            .unwrap()
+            .remove(0);
+        store
+            .upsert_knowledge_embedding(
+                entry.id,
+                &Embedding::new(model, vec![0.1, 0.2, 0.3, 0.4 + f32::from(n) / 100.0]),
+            )
+            .await
+            .unwrap();
+        store.record_llm_usage(&usage(&thread, 200)).await.unwrap();
+        during.push(thread);
+    }
+    store.record_llm_usage(&usage(&first, 300)).await.unwrap();
+    let (hits, source) = store
+        .search_knowledge_hybrid("ram quota exceeded", Some(&paraphrase), 10)
+        .await
+        .unwrap();
+    assert_eq!(source, SearchSource::Local);
+    assert_eq!(hits.len(), 4, "{hits:#?}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!store.shared_reachable());
+    sqlx::query(
+        "CREATE TABLE outbox_copy AS SELECT kind, entity_id, payload, created_at FROM outbox",
+    )
+    .execute(local.pool())
+    .await
+    .unwrap();
+
+    // Back: everything arrives once.
+    postgres.restart().await.unwrap();
+    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    let shared = Database::connect(&shared_url).await.unwrap();
+    assert_eq!(count(&shared, "knowledge_embeddings").await, 4);
+    assert_eq!(count(&shared, "llm_usage").await, 5);
+    let totals = |usage: deckhand_store::ThreadLlmUsage| (usage.total.calls, usage.total.tokens_in);
+    assert_eq!(
+        totals(
+            shared
+                .thread_llm_usage(&first.id.to_string())
+                .await
+                .unwrap()
+        ),
+        (2, 400)
+    );
+    assert_eq!(
+        totals(
+            shared
+                .thread_llm_usage(&first.id.to_string())
+                .await
+                .unwrap()
+        ),
+        totals(local.thread_llm_usage(&first.id.to_string()).await.unwrap()),
+    );
+    for thread in &during {
+        let entry = local
+            .knowledge_of_thread(thread.id)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            shared.knowledge_embedding(entry.id).await.unwrap(),
+            local.knowledge_embedding(entry.id).await.unwrap()
+        );
+    }
+    let (hits, source) = store
+        .search_knowledge_hybrid("ram quota exceeded", Some(&paraphrase), 10)
+        .await
+        .unwrap();
+    assert_eq!(source, SearchSource::Shared);
+    assert_eq!(hits.len(), 4);
+
+    // Sent again (a crash between sending and forgetting): nothing doubles.
+    sqlx::query(
+        "INSERT INTO outbox (kind, entity_id, payload, created_at) \
+         SELECT kind, entity_id, payload, created_at FROM outbox_copy",
+    )
+    .execute(local.pool())
+    .await
+    .unwrap();
+    assert!(store.pending().await.unwrap() > 0);
+    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(count(&shared, "knowledge_embeddings").await, 4);
+    assert_eq!(count(&shared, "llm_usage").await, 5);
+
+    // A vector for an entry the shared database never got (written before replication
+    // was configured) is dropped there, not retried forever ahead of later writes.
+    let mut unreplicated = KnowledgeEntry::new(first.id, "eks-prod", "older entry", "done");
+    unreplicated.rating = Some(100);
+    local.upsert_knowledge_entry(&unreplicated).await.unwrap();
+    store
+        .upsert_knowledge_embedding(unreplicated.id, &Embedding::new(model, vec![1.0; 4]))
+        .await
+        .unwrap();
+    store.record_llm_usage(&usage(&first, 1)).await.unwrap();
+    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(count(&shared, "knowledge_embeddings").await, 4);
+    assert_eq!(
+        count(&shared, "llm_usage").await,
+        6,
+        "the write behind it arrived"
+    );
+    store.shutdown().await;
+}
