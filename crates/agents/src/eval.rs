@@ -33,6 +33,11 @@ pub struct Case {
     /// Seeded cluster objects, for scan cases.
     #[serde(default)]
     pub objects: Vec<Value>,
+    /// The optional tools (those deckhand has only when configured, see
+    /// [`OPTIONAL_TOOLS`]) this case plans with. The others are taken out of the catalog
+    /// for the case, so it means the same whatever the deckhand running it has.
+    #[serde(default)]
+    pub optional_tools: Vec<String>,
     /// What must hold.
     pub expect: Expect,
 }
@@ -77,6 +82,43 @@ pub struct Expect {
     /// Words the first cause of the first triaged alert must contain.
     #[serde(default)]
     pub triage_first_cause_contains: Option<String>,
+}
+
+/// An optional tool: its name and how to make its manifest.
+pub type OptionalTool = (&'static str, fn() -> deckhand_tools::ToolSpec);
+
+/// The tools deckhand has only when they are configured, with their manifests:
+/// `terraform_plan` (a terraform binary in `[terraform]`).
+pub const OPTIONAL_TOOLS: &[OptionalTool] = &[(
+    deckhand_tools::terraform::TOOL_NAME,
+    deckhand_tools::terraform::terraform_plan_spec,
+)];
+
+/// `catalog` with exactly the optional tools `wanted` (others taken out), or the names
+/// in `wanted` that are not optional tools.
+fn catalog_with(
+    catalog: &ToolCatalog,
+    wanted: &[String],
+) -> std::result::Result<ToolCatalog, Vec<String>> {
+    let unknown: Vec<String> = wanted
+        .iter()
+        .filter(|name| !OPTIONAL_TOOLS.iter().any(|(optional, _)| optional == name))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    let kept = catalog
+        .entries()
+        .filter(|entry| !OPTIONAL_TOOLS.iter().any(|(name, _)| *name == entry.name))
+        .cloned();
+    let specs: Vec<deckhand_tools::ToolSpec> = OPTIONAL_TOOLS
+        .iter()
+        .filter(|(name, _)| wanted.iter().any(|w| w == name))
+        .map(|(_, spec)| spec())
+        .collect();
+    let added = crate::tools::catalog_from_specs(specs.iter());
+    Ok(ToolCatalog::new(kept.chain(added.entries().cloned())))
 }
 
 /// How one case went.
@@ -225,7 +267,26 @@ pub async fn run_case<P: Planner>(
     let expect = &case.expect;
     let mut failures = Vec::new();
     let mut created_by = None;
-    match planner.plan(&request, catalog).await {
+    let catalog = match catalog_with(catalog, &case.optional_tools) {
+        Ok(catalog) => catalog,
+        Err(unknown) => {
+            return CaseOutcome {
+                name: name.to_owned(),
+                passed: false,
+                created_by,
+                failures: vec![format!(
+                    "optional_tools names {}, which are not optional tools (known: {})",
+                    unknown.join(", "),
+                    OPTIONAL_TOOLS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )],
+            }
+        }
+    };
+    match planner.plan(&request, &catalog).await {
         Err(error) => {
             let message = error.to_string();
             if !expect.error {
@@ -399,5 +460,42 @@ fn check_analysis(case: &Case, failures: &mut Vec<String>) {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deckhand_runtime::CatalogEntry;
+    use serde_json::json;
+
+    fn entry(name: &str) -> CatalogEntry {
+        CatalogEntry {
+            name: name.into(),
+            description: "d".into(),
+            input_schema: json!({"type": "object"}),
+            mutating: false,
+        }
+    }
+
+    #[test]
+    fn a_case_gets_exactly_the_optional_tools_it_names() {
+        // The catalog of a deckhand that has terraform configured.
+        let catalog = ToolCatalog::new([entry("write_file"), entry("terraform_plan")]);
+        let without = catalog_with(&catalog, &[]).unwrap();
+        assert!(without.get("terraform_plan").is_none());
+        assert!(without.get("write_file").is_some());
+        let base = ToolCatalog::new([entry("write_file")]);
+        let with = catalog_with(&base, &["terraform_plan".into()]).unwrap();
+        let added = with.get("terraform_plan").unwrap();
+        assert_eq!(
+            added.input_schema,
+            deckhand_tools::terraform::terraform_plan_spec().input_schema,
+            "the real manifest, not a stand-in"
+        );
+        assert_eq!(
+            catalog_with(&base, &["kube_apply".into(), "terraform_plan".into()]).unwrap_err(),
+            ["kube_apply"]
+        );
     }
 }

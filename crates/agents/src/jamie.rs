@@ -355,6 +355,13 @@ fn describe_output(tool: &str, output: &Value) -> Option<String> {
                 }
             )
         }),
+        "terraform_plan" => {
+            let summary = text("/summary")?;
+            let saved = text("/plan_file")
+                .map(|file| format!(" Saved as {file}; nothing was applied, that is yours to do."))
+                .unwrap_or_default();
+            Some(format!("{summary}{saved}"))
+        }
         "kube_apply" => output
             .get("applied")
             .and_then(Value::as_array)
@@ -557,5 +564,65 @@ mod tests {
         );
         assert!(text.starts_with("All 2 step(s) finished."), "{text}");
         assert!(text.contains("Check that Deployment web exists in shop: found."));
+    }
+
+    #[test]
+    fn a_terraform_plan_is_reported_by_what_it_would_do_or_why_it_did_not_run() {
+        let catalog = ToolCatalog::new([CatalogEntry {
+            name: "terraform_plan".into(),
+            description: "plan".into(),
+            input_schema: json!({"type": "object"}),
+            mutating: false,
+        }]);
+        let plan = Plan::new(
+            ThreadId::new(),
+            "create an S3 bucket named logs",
+            "test",
+            PlanDraft {
+                steps: vec![Step {
+                    id: "plan".into(),
+                    agent: AgentRole::Cloud,
+                    title: "terraform plan of terraform/logs".into(),
+                    tool: "terraform_plan".into(),
+                    input: json!({"path": "terraform/logs"}),
+                    depends_on: Vec::new(),
+                    mutating: false,
+                    rationale: String::new(),
+                }],
+            },
+            &catalog,
+        )
+        .unwrap();
+        let text = report(
+            &plan,
+            &[StepReport {
+                step_id: "plan".into(),
+                status: StepStatus::Succeeded,
+                output: Some(json!({
+                    "summary": "Plan: 4 to add, 0 to change, 0 to destroy.",
+                    "plan_file": "terraform/logs/tfplan",
+                })),
+                error: None,
+            }],
+        );
+        assert!(
+            text.contains("terraform plan of terraform/logs: Plan: 4 to add, 0 to change, 0 to destroy. Saved as terraform/logs/tfplan; nothing was applied"),
+            "{text}"
+        );
+        let text = report(
+            &plan,
+            &[StepReport {
+                step_id: "plan".into(),
+                status: StepStatus::Failed,
+                output: None,
+                error: Some("tool terraform_plan failed (terraform_init_failed): terraform init in terraform/logs failed (exit status 1): a provider could not be installed (...); Error: Failed to query available provider packages. The plan was not run.".into()),
+            }],
+        );
+        assert!(
+            text.contains("failed - tool terraform_plan failed"),
+            "{text}"
+        );
+        assert!(text.contains("a provider could not be installed"), "{text}");
+        assert!(text.contains("The plan was not run."), "{text}");
     }
 }

@@ -108,7 +108,7 @@ const TOPICS: &[(&[&str], &[&str])] = &[
             "azure",
             "module",
         ],
-        &["terraform_module", "write_file"],
+        &["terraform_module", "write_file", "terraform_plan"],
     ),
     (
         &[
@@ -175,7 +175,7 @@ const COMPANIONS: &[(&str, &[&str])] = &[
     ("diagnose_pod", &["pod_facts"]),
     ("scan_workloads", &["kube_list"]),
     ("scan_rbac", &["kube_list"]),
-    ("terraform_module", &["write_file"]),
+    ("terraform_module", &["write_file", "terraform_plan"]),
 ];
 
 /// Words too common to say anything about a tool.
@@ -342,6 +342,11 @@ mod tests {
             tool("service", "Write a Kubernetes Service YAML.", false),
             tool("terraform_module", "Write a Terraform module.", false),
             tool(
+                "terraform_plan",
+                "Runs terraform init and terraform plan on a root configuration.",
+                false,
+            ),
+            tool(
                 "write_file",
                 "Write a UTF-8 text file in the workspace.",
                 false,
@@ -394,11 +399,25 @@ mod tests {
         );
         let rbac = top("who can read secrets in the cluster?", 2);
         assert!(has_all(&rbac, &["scan_rbac"]), "{rbac:?}");
-        let bucket = top("an S3 bucket for the logs in eu-west-1", 2);
+        let bucket = top("an S3 bucket for the logs in eu-west-1", 3);
         assert!(
-            has_all(&bucket, &["terraform_module", "write_file"]),
+            has_all(
+                &bucket,
+                &["terraform_module", "write_file", "terraform_plan"]
+            ),
             "{bucket:?}"
         );
+        // The rules' plan for an S3 bucket ends with a terraform plan when the tool exists.
+        let rules = top("create an S3 bucket named logs in eu-west-1", 3);
+        assert!(
+            has_all(
+                &rules,
+                &["terraform_module", "write_file", "terraform_plan"]
+            ),
+            "{rules:?}"
+        );
+        let plan = top("run terraform plan on terraform/network", 1);
+        assert_eq!(plan, ["terraform_plan"]);
         // Whatever the request, every tool is ranked once.
         let all = top("compose a haiku about etcd", 100);
         assert_eq!(all.len(), catalog().entries().count());

@@ -7,6 +7,10 @@ use deckhand_runtime::heartbeat::HeartbeatKind;
 use deckhand_runtime::{AgentRole, Error, Plan, PlanDraft, PlanRequest, Result, Step, ToolCatalog};
 use serde_json::{json, Map, Value};
 
+/// The tool that runs `terraform plan` (present only when a terraform binary is
+/// configured).
+const TERRAFORM_PLAN: &str = "terraform_plan";
+
 /// What `created_by` says for plans of this path.
 pub const CREATED_BY: &str = "scarlet/offline-rules";
 
@@ -552,8 +556,27 @@ impl Builder<'_> {
                     .map(|r| format!("provider \"aws\" {{\n  region = \"{r}\"\n}}\n\n"))
                     .unwrap_or_default();
                 let root = format!("{region_line}module \"{}\" {{\n  source      = \"../modules/{name}\"\n  bucket_name = \"{name}\"\n}}\n", name.replace(['-', '.'], "_"));
-                self.add("root", AgentRole::Cloud, format!("Write terraform/{name}/main.tf using the module"), "write_file", json!({"path": format!("terraform/{name}/main.tf"), "content": root}), &["module"],
-                    "The root configuration that names the bucket and region; run `terraform plan` on it before anything is applied.")?;
+                let dir = format!("terraform/{name}");
+                // terraform_plan is in the catalog only when a terraform binary is
+                // configured; without it the person plans by hand.
+                let plans = self.catalog.get(TERRAFORM_PLAN).is_some();
+                let why_root = match plans {
+                    true => "The root configuration that names the bucket and region; the next step plans it.".to_owned(),
+                    false => format!("The root configuration that names the bucket and region. No terraform binary is configured, so deckhand does not plan it: run `terraform init && terraform plan` in {dir} yourself before anything is applied."),
+                };
+                self.add(
+                    "root",
+                    AgentRole::Cloud,
+                    format!("Write {dir}/main.tf using the module"),
+                    "write_file",
+                    json!({"path": format!("{dir}/main.tf"), "content": root}),
+                    &["module"],
+                    &why_root,
+                )?;
+                if plans {
+                    self.add("plan", AgentRole::Cloud, format!("terraform plan of {dir}"), TERRAFORM_PLAN, json!({"path": dir}), &["root"],
+                        "Runs `terraform init` and `terraform plan` to show what would be created in AWS. A plan changes nothing and deckhand never applies it; the saved plan is yours to apply.")?;
+                }
             }
             Intent::ConfigMap { name, data } => {
                 let path = format!("k8s/{name}/configmap.yaml");
