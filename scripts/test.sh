@@ -12,6 +12,7 @@ apt_install postgresql etcd-server openssl curl xz-utils util-linux procps
 bash scripts/build-tools-wasm.sh
 bash scripts/install-kube-apiserver.sh
 bash scripts/install-chromium.sh
+bash scripts/install-terraform.sh >/dev/null
 log "prerequisites ready after $((SECONDS - started))s"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$DECKHAND_CACHE/target}"

@@ -117,6 +117,8 @@ pub struct Conductor {
     events: EventHub,
     cluster_id: String,
     landing: Option<Landing>,
+    /// The embedding model of `[knowledge.embeddings]`; `None`: full-text search only.
+    embedder: Option<deckhand_llm::Embedder>,
 }
 
 impl Conductor {
@@ -141,9 +143,25 @@ impl Conductor {
         parts: session::Parts,
         router: Option<Router>,
     ) -> Result<Self> {
-        let session = session::open_with(config, parts)
+        let mut session = session::open_with(config, parts)
             .await
             .map_err(|message| ConductorError::new("opening", None, message))?;
+        let knowledge = &config.knowledge;
+        session.database =
+            session
+                .database
+                .clone()
+                .with_hybrid_options(deckhand_store::HybridOptions {
+                    min_similarity: knowledge.min_similarity,
+                    ..deckhand_store::HybridOptions::default()
+                });
+        // A model that cannot be set up (its key variable unset) leaves full text alone.
+        let embedder = knowledge.embeddings.as_ref().and_then(|embeddings| {
+            let env = |name: &str| std::env::var(name).ok();
+            deckhand_llm::Embedder::new(embeddings, &env)
+                .map_err(|error| tracing::warn!(%error, "knowledge search by full text only"))
+                .ok()
+        });
         let mut specs: Vec<deckhand_tools::ToolSpec> = session.registry.specs().cloned().collect();
         if !session.connected {
             specs.extend(cluster_tool_specs());
@@ -175,6 +193,7 @@ impl Conductor {
             events,
             cluster_id: DEFAULT_CLUSTER_ID.to_owned(),
             landing,
+            embedder,
         })
     }
 
@@ -406,10 +425,11 @@ impl Conductor {
     /// Summaries of resolved threads like `text` (rated well enough to be suggested),
     /// for the planner; a failing search is logged and gives none.
     async fn similar_threads(&self, text: &str, thread: ThreadId) -> Vec<String> {
+        let vector = self.embedding_of(text).await;
         match self
             .session
             .database
-            .search_knowledge(text, SIMILAR_THREADS)
+            .search_knowledge_hybrid(text, vector.as_ref(), SIMILAR_THREADS)
             .await
         {
             Ok(hits) => hits
@@ -1134,6 +1154,26 @@ impl Conductor {
             .collect();
         if let Err(error) = database.upsert_knowledge_entry(&entry).await {
             tracing::warn!(error = %format!("{error:#}"), "cannot store the thread's knowledge entry");
+            return;
+        }
+        // The entry is found by its words already; its vector lets a paraphrase find it.
+        if let Some(vector) = self.embedding_of(&knowledge_text(&entry)).await {
+            if let Err(error) = database.upsert_knowledge_embedding(entry.id, &vector).await {
+                tracing::warn!(error = %format!("{error:#}"), "cannot store the knowledge entry's embedding");
+            }
+        }
+    }
+
+    /// `text`'s embedding when a model is configured and answers; `None` (logged) keeps
+    /// knowledge search to full text.
+    async fn embedding_of(&self, text: &str) -> Option<deckhand_store::Embedding> {
+        let embedder = self.embedder.as_ref()?;
+        match embedder.embed_one(text).await {
+            Ok(vector) => Some(deckhand_store::Embedding::new(embedder.model(), vector)),
+            Err(error) => {
+                tracing::warn!(model = embedder.model(), %error, "embedding model unavailable; knowledge search by full text only");
+                None
+            }
         }
     }
 
@@ -1190,6 +1230,24 @@ fn knowledge_summary(entry: &KnowledgeEntry) -> String {
         entry.resolution_summary,
         entry.resolution_steps.join("; ")
     )
+}
+
+/// Most characters of an entry sent to the embedding model: small local models have
+/// short windows (512 tokens for many), and the request and resolution come first.
+const MAX_EMBEDDED_CHARS: usize = 2_000;
+
+/// What an entry's vector is made from: the request, the resolution, the steps.
+fn knowledge_text(entry: &KnowledgeEntry) -> String {
+    let text = format!(
+        "{}\n{}\n{}",
+        entry.request,
+        entry.resolution_summary,
+        entry.resolution_steps.join("\n")
+    );
+    match text.char_indices().nth(MAX_EMBEDDED_CHARS) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text,
+    }
 }
 
 /// The first `count` sentences of `text` (its first lines when it has no full stops).

@@ -55,12 +55,39 @@ pub struct Config {
     pub git: deckhand_git::GitConfig,
     /// Tasks deckhand starts on a cron schedule (docs/HEARTBEAT.md); none by default.
     pub heartbeat: Vec<deckhand_runtime::HeartbeatTask>,
+    /// The terraform binary `terraform_plan` runs (docs/TOOLS.md); without one there is
+    /// no such tool and the cloud agent only drafts Terraform.
+    pub terraform: Option<deckhand_tools::terraform::TerraformConfig>,
     /// Whose identity cluster calls use, the access review before a plan, and where
     /// admin alerts are recorded (docs/CLUSTER.md).
     pub cluster: ClusterConfig,
     /// Where admin alerts go besides the Kubernetes Event and the metric: a webhook,
     /// Slack (docs/CLUSTER.md); nowhere else by default.
     pub alerts: deckhand_tools::cluster::AlertsConfig,
+    /// Knowledge search: the optional embedding model (docs/STORE.md).
+    pub knowledge: KnowledgeConfig,
+}
+
+/// The `[knowledge]` table: search by meaning besides full text, when an embedding model
+/// is configured.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeConfig {
+    /// `[knowledge.embeddings]`: the model entries and queries are embedded with; none:
+    /// full-text search only.
+    pub embeddings: Option<deckhand_llm::EmbeddingConfig>,
+    /// Entries less similar than this (cosine, −1 to 1) are not offered on similarity
+    /// alone; it depends on the model.
+    pub min_similarity: f32,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self {
+            embeddings: None,
+            min_similarity: deckhand_store::embeddings::DEFAULT_MIN_SIMILARITY,
+        }
+    }
 }
 
 /// The policy engine's configuration: which user policies to load and what the built-in
@@ -127,8 +154,10 @@ impl Default for Config {
             api: deckhand_api::ApiConfig::default(),
             git: deckhand_git::GitConfig::default(),
             heartbeat: Vec::new(),
+            terraform: None,
             cluster: ClusterConfig::default(),
             alerts: deckhand_tools::cluster::AlertsConfig::default(),
+            knowledge: KnowledgeConfig::default(),
         }
     }
 }
@@ -181,12 +210,18 @@ pub struct FileConfig {
     /// `[[heartbeat]]`: scheduled tasks (docs/HEARTBEAT.md).
     #[serde(default)]
     pub heartbeat: Option<Vec<deckhand_runtime::HeartbeatTask>>,
+    /// `[terraform]`: the binary `terraform_plan` runs, its time limit and env allow-list.
+    #[serde(default)]
+    pub terraform: Option<deckhand_tools::terraform::TerraformConfig>,
     /// `[cluster]`: impersonation, the access review, where alerts are recorded.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
     /// `[alerts]`: admin alert webhooks and Slack.
     #[serde(default)]
     pub alerts: Option<deckhand_tools::cluster::AlertsConfig>,
+    /// `[knowledge]`: the optional embedding model (docs/STORE.md).
+    #[serde(default)]
+    pub knowledge: Option<KnowledgeConfig>,
 }
 
 /// The `[cluster]` table: whose identity deckhand uses on the cluster.
@@ -354,11 +389,18 @@ impl FileConfig {
         if let Some(heartbeat) = self.heartbeat {
             config.heartbeat = heartbeat;
         }
+        if let Some(mut terraform) = self.terraform {
+            terraform.binary = resolve(terraform.binary);
+            config.terraform = Some(terraform);
+        }
         if let Some(cluster) = self.cluster {
             config.cluster = cluster;
         }
         if let Some(alerts) = self.alerts {
             config.alerts = alerts;
+        }
+        if let Some(knowledge) = self.knowledge {
+            config.knowledge = knowledge;
         }
         if let Some(mut git) = self.git {
             git.cache_dir = resolve(git.cache_dir);
@@ -409,6 +451,7 @@ impl Config {
             plugin_dirs: self.plugin_dirs.clone(),
             compile_cache_dir: Some(self.compile_cache_dir()),
             limits: self.limits.clone(),
+            terraform: self.terraform.clone(),
         }
     }
 
@@ -461,6 +504,18 @@ impl Config {
         }
         if limits.max_concurrent_calls == 0 {
             problems.push("tools.max_concurrent_calls must be at least 1".to_owned());
+        }
+        if let Some(terraform) = &self.terraform {
+            problems.extend(terraform.problems());
+        }
+        if let Some(embeddings) = &self.knowledge.embeddings {
+            problems.extend(embeddings.problems());
+        }
+        if !(-1.0..=1.0).contains(&self.knowledge.min_similarity) {
+            problems.push(format!(
+                "knowledge.min_similarity must be between -1 and 1, not {}",
+                self.knowledge.min_similarity
+            ));
         }
         if let Err(deckhand_tools::Error::InvalidAlerts { problems: bad }) =
             self.alerts.targets(&|name| std::env::var(name).ok())
@@ -584,6 +639,40 @@ mod tests {
     }
 
     #[test]
+    fn an_embedding_model_is_configured_under_knowledge_and_checked() {
+        let file = FileConfig::parse(
+            "[knowledge]\nmin_similarity = 0.6\n\n[knowledge.embeddings]\n\
+             provider = \"ollama\"\nmodel = \"nomic-embed-text\"\ntimeout_secs = 5\n",
+        )
+        .unwrap();
+        let mut config = Config::default();
+        file.apply(Path::new("."), &mut config).unwrap();
+        let embeddings = config.knowledge.embeddings.clone().unwrap();
+        assert_eq!(embeddings.provider, deckhand_llm::EmbeddingProvider::Ollama);
+        assert_eq!(embeddings.model, "nomic-embed-text");
+        assert_eq!(embeddings.timeout_secs, 5.0);
+        assert_eq!(config.knowledge.min_similarity, 0.6);
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+
+        // openai_compatible needs its endpoint; a similarity outside −1..1 means nothing.
+        let file = FileConfig::parse(
+            "[knowledge]\nmin_similarity = 2.0\n[knowledge.embeddings]\n\
+             provider = \"openai_compatible\"\nmodel = \"bge\"\n",
+        )
+        .unwrap();
+        let mut config = Config::default();
+        file.apply(Path::new("."), &mut config).unwrap();
+        let Err(Error::InvalidConfig { problems }) = config.validate() else {
+            panic!("accepted");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let error =
+            FileConfig::parse("[knowledge.embeddings]\nprovider = \"ollama\"\nmodle = \"x\"\n")
+                .unwrap_err();
+        assert!(error.contains("modle"), "{error}");
+    }
+
+    #[test]
     fn a_typo_in_the_file_is_an_error_naming_the_key() {
         let error = FileConfig::parse("[tools]\nplugin_dir = [\"p\"]\n").unwrap_err();
         assert!(error.contains("plugin_dir"), "{error}");
@@ -609,6 +698,28 @@ mod tests {
             .apply(Path::new("."), &mut config)
             .unwrap_err();
         assert!(error.to_string().contains("memory_mib"), "{error}");
+    }
+
+    #[test]
+    fn the_terraform_table_resolves_its_binary_and_is_checked() {
+        let mut config = Config::default();
+        FileConfig::parse("[terraform]\nbinary = \"bin/terraform\"\ntimeout_secs = 0\npass_env = [\"TF_CLI_ARGS\"]\n")
+            .unwrap()
+            .apply(Path::new("/etc/deckhand"), &mut config)
+            .unwrap();
+        let terraform = config.terraform.clone().unwrap();
+        assert_eq!(
+            terraform.binary,
+            PathBuf::from("/etc/deckhand/bin/terraform")
+        );
+        assert_eq!(config.tools().terraform, Some(terraform));
+        let Err(Error::InvalidConfig { problems }) = config.validate() else {
+            panic!("expected invalid config");
+        };
+        // The missing binary, the time limit and the refused variable.
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(FileConfig::parse("[terraform]\nbinary = \"t\"\ntimeout = 5\n").is_err());
+        assert_eq!(Config::default().terraform, None);
     }
 
     #[test]

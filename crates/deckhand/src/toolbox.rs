@@ -19,6 +19,8 @@ pub struct ToolsConfig {
     pub compile_cache_dir: Option<PathBuf>,
     /// Limits of every call.
     pub limits: SandboxLimits,
+    /// The terraform binary `terraform_plan` runs; `None`: no such tool.
+    pub terraform: Option<deckhand_tools::terraform::TerraformConfig>,
 }
 
 /// The loaded tools, and those that were found but refused.
@@ -49,6 +51,13 @@ pub fn build(config: &ToolsConfig) -> Result<Toolbox> {
     for dir in &config.plugin_dirs {
         let report = load_tool_dir(&sandbox, dir, &mut registry)?;
         skipped.extend(report.skipped);
+    }
+    if let Some(terraform) = &config.terraform {
+        // PATH and the allow-listed variables come from deckhand's environment, read at
+        // each call so rotated credentials are seen.
+        let tool = deckhand_tools::terraform::TerraformPlan::new(terraform)?
+            .with_env(Arc::new(|name: &str| std::env::var_os(name)));
+        deckhand_tools::terraform::register_terraform(&mut registry, tool)?;
     }
     for tool in &skipped {
         tracing::warn!(path = %tool.path.display(), error = %tool.error, "tool not loaded");
