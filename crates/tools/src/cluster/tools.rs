@@ -213,24 +213,46 @@ impl ToolKind {
         Self::Delete,
     ];
 
+    /// The tool's name in the catalogue.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Get => "kube_get",
+            Self::List => "kube_list",
+            Self::Describe => "kube_describe",
+            Self::Events => "kube_events",
+            Self::Logs => "kube_logs",
+            Self::PodFacts => "pod_facts",
+            Self::DryRun => "kube_dry_run",
+            Self::Apply => "kube_apply",
+            Self::Scale => "kube_scale",
+            Self::Restart => "kube_restart",
+            Self::Delete => "kube_delete",
+        }
+    }
+
+    /// The cluster tool called `tool`, if it is one (without building any manifest).
+    fn named(tool: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == tool)
+    }
+
     fn spec(self) -> ToolSpec {
         let schema = |value: schemars::Schema| serde_json::to_value(value).unwrap_or(json!({}));
         let object_ref = schema(schemars::schema_for!(ObjectRef));
-        let (name, description, mutating, input) = match self {
-            Self::Get => ("kube_get", "Reads one Kubernetes object (judged by the policies as a `get`).", false, object_ref),
-            Self::List => ("kube_list", "Lists Kubernetes objects of one kind (label/field selectors, pages).", false, schema(schemars::schema_for!(ListInput))),
-            Self::Describe => ("kube_describe", "An object, its events and its owners (like kubectl describe).", false, object_ref.clone()),
-            Self::Events => ("kube_events", "Recent events, optionally about one object or warnings only.", false, schema(schemars::schema_for!(EventsInput))),
-            Self::Logs => ("kube_logs", "A container's log (tail, since, previous run).", false, schema(schemars::schema_for!(LogsInput))),
-            Self::PodFacts => ("pod_facts", "Gathers what a diagnosis needs about a pod (or a Deployment's/StatefulSet's most troubled pod): the pod, its recent events, and its current and previous containers' logs (tails).", false, schema(schemars::schema_for!(PodInput))),
-            Self::DryRun => ("kube_dry_run", "Checks manifests without changing anything: the policies judge each object as asked, the API server dry-runs it, and the policies judge the result as it would be stored.", false, schema(schemars::schema_for!(ManifestsInput))),
-            Self::Apply => ("kube_apply", "Applies manifests (server-side apply) after both policy checkpoints and a dry run; runs only with the person's approval.", true, schema(schemars::schema_for!(ManifestsInput))),
-            Self::Scale => ("kube_scale", "Sets a Deployment's, StatefulSet's or ReplicaSet's replicas; runs only with the person's approval.", true, schema(schemars::schema_for!(ScaleInput))),
-            Self::Restart => ("kube_restart", "Restarts a Deployment's, StatefulSet's or DaemonSet's pods the way `kubectl rollout restart` does; runs only with the person's approval.", true, schema(schemars::schema_for!(RestartInput))),
-            Self::Delete => ("kube_delete", "Deletes one Kubernetes object (never a Namespace); runs only with the person's approval.", true, object_ref),
+        let (description, mutating, input) = match self {
+            Self::Get => ("Reads one Kubernetes object (judged by the policies as a `get`).", false, object_ref),
+            Self::List => ("Lists Kubernetes objects of one kind (label/field selectors, pages).", false, schema(schemars::schema_for!(ListInput))),
+            Self::Describe => ("An object, its events and its owners (like kubectl describe).", false, object_ref.clone()),
+            Self::Events => ("Recent events, optionally about one object or warnings only.", false, schema(schemars::schema_for!(EventsInput))),
+            Self::Logs => ("A container's log (tail, since, previous run).", false, schema(schemars::schema_for!(LogsInput))),
+            Self::PodFacts => ("Gathers what a diagnosis needs about a pod (or a Deployment's/StatefulSet's most troubled pod): the pod, its recent events, and its current and previous containers' logs (tails).", false, schema(schemars::schema_for!(PodInput))),
+            Self::DryRun => ("Checks manifests without changing anything: the policies judge each object as asked, the API server dry-runs it, and the policies judge the result as it would be stored.", false, schema(schemars::schema_for!(ManifestsInput))),
+            Self::Apply => ("Applies manifests (server-side apply) after both policy checkpoints and a dry run; runs only with the person's approval.", true, schema(schemars::schema_for!(ManifestsInput))),
+            Self::Scale => ("Sets a Deployment's, StatefulSet's or ReplicaSet's replicas; runs only with the person's approval.", true, schema(schemars::schema_for!(ScaleInput))),
+            Self::Restart => ("Restarts a Deployment's, StatefulSet's or DaemonSet's pods the way `kubectl rollout restart` does; runs only with the person's approval.", true, schema(schemars::schema_for!(RestartInput))),
+            Self::Delete => ("Deletes one Kubernetes object (never a Namespace); runs only with the person's approval.", true, object_ref),
         };
         ToolSpec {
-            name: name.to_owned(),
+            name: self.name().to_owned(),
             description: description.to_owned(),
             workspace: if matches!(self, Self::DryRun | Self::Apply) {
                 WorkspaceAccess::Read
@@ -777,10 +799,7 @@ pub fn planned_changes(
     input: &Value,
     workspace: &std::path::Path,
 ) -> Result<Option<Vec<ClusterChange>>> {
-    let Some(kind) = ToolKind::ALL
-        .into_iter()
-        .find(|kind| kind.spec().name == tool)
-    else {
+    let Some(kind) = ToolKind::named(tool) else {
         return Ok(None);
     };
     let workload = |kind: String, namespace: String, name: String| ObjectRef {
@@ -832,10 +851,7 @@ pub async fn access_needed_for(
     input: &Value,
     workspace: &std::path::Path,
 ) -> Result<Option<Vec<AccessCheck>>> {
-    let Some(kind) = ToolKind::ALL
-        .into_iter()
-        .find(|kind| kind.spec().name == tool)
-    else {
+    let Some(kind) = ToolKind::named(tool) else {
         return Ok(None);
     };
     let pod = |namespace: String, name: String| ObjectRef {
