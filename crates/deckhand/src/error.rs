@@ -76,3 +76,55 @@ pub enum Error {
 
 /// deckhand's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error with its causes (`cluster request failed: read ...: forbidden: ...`): the
+/// cause is what tells the person why (the API server's refusal, say).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        // Some errors repeat their cause in their own text.
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Refusal;
+    impl std::fmt::Display for Refusal {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("forbidden: User \"bob\" cannot get deployments")
+        }
+    }
+    impl std::error::Error for Refusal {}
+
+    #[derive(Debug)]
+    struct Read(Refusal);
+    impl std::fmt::Display for Read {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cluster request failed: read apps/v1 Deployment shop/web")
+        }
+    }
+    impl std::error::Error for Read {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_is_told_with_its_causes() {
+        assert_eq!(
+            with_causes(&Read(Refusal)),
+            "cluster request failed: read apps/v1 Deployment shop/web: forbidden: User \"bob\" cannot get deployments"
+        );
+    }
+}

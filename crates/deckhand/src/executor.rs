@@ -79,62 +79,10 @@ impl StepExecutor for ToolExecutor {
             metrics.tool_call(&step.tool, outcome, started.elapsed());
         }
         called.map_err(|error| StepError {
-            message: with_causes(&error),
+            message: crate::error::with_causes(&error),
             // Only trouble reaching the cluster or a tool's CPU budget may pass on a
             // second try; a denial, a bad input or a failed tool will not.
             retryable: matches!(error.kind(), "cluster" | "time_limit"),
         })
-    }
-}
-
-/// An error with its causes (`cluster request failed: read ...: forbidden: ...`): the
-/// cause is what tells the person why (the API server's refusal, say).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        // Some errors repeat their cause in their own text.
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug)]
-    struct Refusal;
-    impl std::fmt::Display for Refusal {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("forbidden: User \"bob\" cannot get deployments")
-        }
-    }
-    impl std::error::Error for Refusal {}
-
-    #[derive(Debug)]
-    struct Read(Refusal);
-    impl std::fmt::Display for Read {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("cluster request failed: read apps/v1 Deployment shop/web")
-        }
-    }
-    impl std::error::Error for Read {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn a_step_error_says_why_the_cluster_refused() {
-        assert_eq!(
-            with_causes(&Read(Refusal)),
-            "cluster request failed: read apps/v1 Deployment shop/web: forbidden: User \"bob\" cannot get deployments"
-        );
     }
 }

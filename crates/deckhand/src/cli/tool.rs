@@ -19,13 +19,7 @@ const EXIT_USAGE: u8 = 2;
 fn load(config: &ToolsConfig) -> Result<Toolbox, ExitCode> {
     toolbox::build(config).map_err(|error| {
         // The whole chain: "cannot read tools directory X: No such file or directory".
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        eprintln!("error: {message}");
+        eprintln!("error: {}", crate::error::with_causes(&error));
         ExitCode::from(EXIT_USAGE)
     })
 }
