@@ -232,6 +232,15 @@ impl Conductor {
     /// # Errors
     /// The store fails.
     pub async fn say(&self, message: Message) -> Result<Message> {
+        self.say_numbered(message).await.map(|(message, _)| message)
+    }
+
+    /// [`Conductor::say`], also giving the message's position in its thread (1 for the
+    /// first), as the API numbers messages.
+    ///
+    /// # Errors
+    /// As [`Conductor::say`].
+    pub async fn say_numbered(&self, message: Message) -> Result<(Message, usize)> {
         let thread = message.thread_id;
         self.session
             .database
@@ -258,7 +267,7 @@ impl Conductor {
                 message_event(&message, seq),
             )
             .await;
-        Ok(message)
+        Ok((message, seq))
     }
 
     /// The store, for reading threads and messages.

@@ -101,7 +101,22 @@ impl EventHub {
     /// logged and the event is not announced (an announced event must be resumable).
     pub async fn emit(&self, thread: ThreadId, kind: ThreadEventKind, data: Value) -> Option<u64> {
         let (sender, order) = self.channel(thread);
-        let _in_order = order.lock().await;
+        let emitted = {
+            let _in_order = order.lock().await;
+            self.store_and_send(thread, kind, data, &sender).await
+        };
+        drop((sender, order));
+        self.forget_if_idle(thread);
+        emitted
+    }
+
+    async fn store_and_send(
+        &self,
+        thread: ThreadId,
+        kind: ThreadEventKind,
+        data: Value,
+        sender: &broadcast::Sender<ThreadEvent>,
+    ) -> Option<u64> {
         let name = kind_name(kind);
         let id = match self.database.insert_event(thread, name, &data).await {
             Ok(id) => id,
@@ -121,6 +136,22 @@ impl EventHub {
             data,
         });
         Some(id)
+    }
+
+    /// Drops the thread's channel when nobody watches it and no one else is emitting or
+    /// subscribing (they hold its order lock's `Arc`), so the map does not keep one
+    /// channel per thread ever touched. The next event makes a new one.
+    fn forget_if_idle(&self, thread: ThreadId) {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let idle = channels.get(&thread).is_some_and(|channel| {
+            Arc::strong_count(&channel.order) == 1 && channel.sender.receiver_count() == 0
+        });
+        if idle {
+            channels.remove(&thread);
+        }
     }
 
     /// Every stored event of the thread, oldest first.
@@ -262,6 +293,41 @@ fn api_event(event: deckhand_runtime::ThreadEvent) -> Option<ThreadEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn channels_kept(hub: &EventHub) -> usize {
+        hub.channels
+            .lock()
+            .map(|channels| channels.len())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_threads_channel_is_kept_only_while_someone_watches() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = Database::open_sqlite(&dir.path().join("events.db"))
+            .await
+            .expect("store opens");
+        let thread = deckhand_runtime::Thread::new("default", "ana", "scale web");
+        deckhand_runtime::store::ThreadStore::create_thread(&database, &thread)
+            .await
+            .expect("thread stored");
+        let hub = EventHub::new(database, crate::journal::MetricsCell::default());
+        let error = json!({"message": "x"});
+
+        hub.emit(thread.id, ThreadEventKind::Error, error.clone())
+            .await;
+        assert_eq!(channels_kept(&hub), 0, "nobody watches: nothing kept");
+
+        let watching = hub.subscribe(thread.id, None);
+        hub.emit(thread.id, ThreadEventKind::Error, error.clone())
+            .await;
+        assert_eq!(channels_kept(&hub), 1, "kept while watched");
+
+        drop(watching);
+        hub.emit(thread.id, ThreadEventKind::Error, error).await;
+        assert_eq!(channels_kept(&hub), 0, "dropped once the watcher left");
+    }
 
     #[test]
     fn every_kind_has_the_name_serde_gives_it() {

@@ -45,7 +45,7 @@ pub struct Service {
     /// (`true`) or the read-only steps right after planning (`false`).
     running: Arc<Mutex<HashMap<PlanId, (CancellationToken, bool)>>>,
     /// One run of a plan at a time: an approved run waits for the read-only run before it.
-    plan_locks: Arc<Mutex<HashMap<PlanId, Arc<tokio::sync::Mutex<()>>>>>,
+    plan_locks: PlanLocks,
     /// Background work (planning, runs), awaited on shutdown.
     tasks: TaskTracker,
     policies: Vec<PolicyView>,
@@ -57,7 +57,7 @@ impl Service {
         Self {
             conductor,
             running: Arc::default(),
-            plan_locks: Arc::default(),
+            plan_locks: PlanLocks::default(),
             tasks: TaskTracker::new(),
             policies: policy_views(policy_dirs),
         }
@@ -257,10 +257,6 @@ impl Service {
         previews
     }
 
-    fn plan_lock(&self, plan: PlanId) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.plan_locks).entry(plan).or_default().clone()
-    }
-
     /// Whether the plan's approved run is going on (the read-only steps run right after
     /// planning show in the step states instead).
     fn is_running(&self, plan: PlanId) -> bool {
@@ -313,8 +309,7 @@ impl Service {
             if let Some(person) = &person {
                 conductor.review_access(&planned.plan, person).await;
             }
-            let plan_lock = lock(&locks).entry(planned.plan.id).or_default().clone();
-            let _one_run = plan_lock.lock().await;
+            let _one_run = locks.hold(planned.plan.id).await;
             let cancel = CancellationToken::new();
             lock(&running).insert(planned.plan.id, (cancel.clone(), false));
             // Steps that only read run now; the rest waits for approval and a run.
@@ -355,6 +350,45 @@ fn change_as_json(change: &ClusterChange) -> Value {
             json!({"scale": target.to_string(), "replicas": replicas})
         }
         ClusterChange::Delete { target } => json!({"delete": target.to_string()}),
+    }
+}
+
+/// One run of a plan at a time. An entry lives while a run holds or waits for it, so
+/// the map does not keep one lock per plan ever run.
+#[derive(Clone, Default)]
+struct PlanLocks(Arc<Mutex<HashMap<PlanId, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl PlanLocks {
+    /// Waits for `plan`'s lock; it is released when the guard is dropped.
+    async fn hold(&self, plan: PlanId) -> PlanGuard {
+        let mutex = lock(&self.0).entry(plan).or_default().clone();
+        let guard = mutex.lock_owned().await;
+        PlanGuard {
+            locks: self.clone(),
+            plan,
+            guard: Some(guard),
+        }
+    }
+}
+
+/// A held plan lock (see [`PlanLocks::hold`]).
+struct PlanGuard {
+    locks: PlanLocks,
+    plan: PlanId,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for PlanGuard {
+    fn drop(&mut self) {
+        // The guard holds one reference; the map another; each waiter one more.
+        drop(self.guard.take());
+        let mut locks = lock(&self.locks.0);
+        if locks
+            .get(&self.plan)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            locks.remove(&self.plan);
+        }
     }
 }
 
@@ -587,17 +621,11 @@ impl Deckhand for Service {
         if text.is_empty() {
             return Err(Error::invalid("the message is empty"));
         }
-        let said = self
+        let (said, seq) = self
             .conductor
-            .say(Message::new(thread, MessageRole::User, &who.subject, text))
+            .say_numbered(Message::new(thread, MessageRole::User, &who.subject, text))
             .await
             .map_err(api_error)?;
-        let count = self
-            .database()
-            .messages(thread)
-            .await
-            .map_err(|error| Error::internal("reading messages", error))?
-            .len();
         // The conversation goes on: the planner takes the message with the thread's
         // history and proposes the next plan.
         self.plan_in_background(
@@ -607,7 +635,7 @@ impl Deckhand for Service {
             text.to_owned(),
             None,
         );
-        Ok(message_view(count.saturating_sub(1), &said))
+        Ok(message_view(seq.saturating_sub(1), &said))
     }
 
     async fn approve(
@@ -720,12 +748,12 @@ impl Deckhand for Service {
         let cancel = CancellationToken::new();
         let conductor = self.conductor.clone();
         let running = self.running.clone();
-        let plan_lock = self.plan_lock(plan);
+        let locks = self.plan_locks.clone();
         let person = person_of(who);
         let who = who.subject.clone();
         let to_run = stored.clone();
         self.tasks.spawn(async move {
-            let _one_run = plan_lock.lock().await;
+            let _one_run = locks.hold(to_run.id).await;
             lock(&running).insert(to_run.id, (cancel.clone(), true));
             let ran = conductor
                 .run_acting(&to_run, &who, Some(&person), &cancel)
@@ -1059,6 +1087,24 @@ impl TokenStore for StoreTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_plan_lock_serialises_runs_and_is_forgotten_when_free() {
+        let locks = PlanLocks::default();
+        let plan = PlanId::new();
+        let first = locks.hold(plan).await;
+        let waiting = tokio::spawn({
+            let locks = locks.clone();
+            async move { locks.hold(plan).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "a second run waits for the first");
+        drop(first);
+        let second = waiting.await.expect("the waiter gets the lock");
+        assert_eq!(lock(&locks.0).len(), 1, "kept while held");
+        drop(second);
+        assert!(lock(&locks.0).is_empty(), "forgotten once free");
+    }
     use chrono::Utc;
 
     fn event(id: u64, kind: ThreadEventKind, data: Value) -> ThreadEvent {
