@@ -66,17 +66,20 @@ async fn start(dir: &Path, port: u16, kubeconfig: Option<&Path>) -> ServerProces
     }
 }
 
+/// Creates `manifest` through `api`.
+async fn create<K>(api: &Api<K>, manifest: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(manifest).unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap();
+}
+
 async fn cluster() -> (KubeApiServer, Client) {
     let cluster = KubeApiServer::start().await.expect("control plane");
     let client = cluster.client().await.expect("client");
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    create(&namespaces, json!({"metadata": {"name": "shop"}})).await;
     let web: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web", "namespace": "shop"},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
@@ -104,6 +107,7 @@ async fn replicas(client: &Client) -> Option<i32> {
 }
 
 /// A client of one deckhand with one token.
+#[derive(Clone)]
 struct Caller {
     http: reqwest::Client,
     base: String,
@@ -697,33 +701,29 @@ async fn a_heartbeat_task_starts_a_thread_on_its_schedule() {
 async fn deckhand_acts_as_the_person_and_says_up_front_what_they_may_not_do() {
     let (cluster, client) = cluster().await;
     // Admin alerts are Events on deckhand's own object in its namespace.
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "deckhand"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    create(
+        &Api::<Namespace>::all(client.clone()),
+        json!({"metadata": {"name": "deckhand"}}),
+    )
+    .await;
     // carol may do anything in shop; bob nothing.
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "shop-admin", "namespace": "shop"},
-        "rules": [{"apiGroups": ["", "apps"], "resources": ["*"], "verbs": ["*"]}]
-    }))
-    .unwrap();
-    Api::<Role>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "carol-admin", "namespace": "shop"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "shop-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "shop-team"}]
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(client.clone(), "shop")
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
+    create(
+        &Api::<Role>::namespaced(client.clone(), "shop"),
+        json!({
+            "metadata": {"name": "shop-admin", "namespace": "shop"},
+            "rules": [{"apiGroups": ["", "apps"], "resources": ["*"], "verbs": ["*"]}]
+        }),
+    )
+    .await;
+    create(
+        &Api::<RoleBinding>::namespaced(client.clone(), "shop"),
+        json!({
+            "metadata": {"name": "carol-admin", "namespace": "shop"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "shop-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "shop-team"}]
+        }),
+    )
+    .await;
 
     let (webhook, alerts) = local_peer().await;
     let dir = tempfile::tempdir().unwrap();
@@ -768,11 +768,7 @@ async fn deckhand_acts_as_the_person_and_says_up_front_what_they_may_not_do() {
     let bob = person("bob", json!(["devs"])).await;
     let carol = person("carol", json!(["shop-team"])).await;
     let ask = |caller: &Caller| {
-        let caller = Caller {
-            http: caller.http.clone(),
-            base: caller.base.clone(),
-            token: caller.token.clone(),
-        };
+        let caller = caller.clone();
         async move {
             let (status, thread) = caller
                 .post(
