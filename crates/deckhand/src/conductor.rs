@@ -765,6 +765,24 @@ impl Conductor {
         person.filter(|_| self.session.impersonate).cloned()
     }
 
+    /// The gate cluster calls made for `person` go through: one acting as them when
+    /// impersonation is on, deckhand's own otherwise; `None` without a cluster.
+    ///
+    /// # Errors
+    /// The person's client cannot be built from the kube config.
+    pub fn gate_for(
+        &self,
+        person: Option<&Person>,
+    ) -> Result<Option<deckhand_tools::cluster::ClusterGate>, deckhand_tools::Error> {
+        let Some(gate) = &self.session.gate else {
+            return Ok(None);
+        };
+        match self.acting(person) {
+            Some(person) => gate.acting_as(&person).map(Some),
+            None => Ok(Some(gate.clone())),
+        }
+    }
+
     /// Asks the cluster whether `person` may do what each cluster step of `plan` needs
     /// (SubjectAccessReview) and, when something is missing, tells the thread exactly
     /// which permission each step lacks (a message and an `access` event), before anyone
@@ -963,22 +981,15 @@ impl Conductor {
             Ok(None) => return Err(ConductorError::refused("restoring", at, "no such thread")),
             Err(error) => return Err(ConductorError::new("restoring", at, format!("{error:#}"))),
         }
-        let Some(gate) = &self.session.gate else {
+        let gate = self
+            .gate_for(person)
+            .map_err(|error| ConductorError::new("restoring", at, format!("{error:#}")))?;
+        let Some(gate) = &gate else {
             return Err(ConductorError::refused(
                 "restoring",
                 at,
                 "no cluster is configured: nothing to restore against",
             ));
-        };
-        let acting_gate;
-        let gate = match self.acting(person) {
-            Some(person) => {
-                acting_gate = gate
-                    .acting_as(&person)
-                    .map_err(|error| ConductorError::new("restoring", at, format!("{error:#}")))?;
-                &acting_gate
-            }
-            None => gate,
         };
         let priors = priors_of(database, thread)
             .await

@@ -179,8 +179,14 @@ impl Service {
 
     /// What a mutating step would do: for each object it changes, the change as YAML,
     /// the diff against the live object from a server-side dry run, and the policies'
-    /// objections. Nothing is written.
-    async fn preview_step(&self, step: &deckhand_runtime::Step, who: &str) -> Vec<StepPreview> {
+    /// objections. Nothing is written. The dry run acts as `person` when impersonation is
+    /// on, so what they may not do shows here, before they approve.
+    async fn preview_step(
+        &self,
+        step: &deckhand_runtime::Step,
+        who: &str,
+        person: &Person,
+    ) -> Vec<StepPreview> {
         let unknown = |target: String, why: String| StepPreview {
             step_id: step.id.clone(),
             tool: step.tool.clone(),
@@ -207,12 +213,16 @@ impl Service {
             }
             Err(error) => return vec![unknown(String::new(), format!("input: {error}"))],
         };
-        let Some(gate) = self.conductor.gate() else {
-            return vec![StepPreview {
-                diff: "(no cluster is configured: nothing to compare with)".to_owned(),
-                denied_by: Vec::new(),
-                ..unknown(String::new(), String::new())
-            }];
+        let gate = match self.conductor.gate_for(Some(person)) {
+            Ok(Some(gate)) => gate,
+            Ok(None) => {
+                return vec![StepPreview {
+                    diff: "(no cluster is configured: nothing to compare with)".to_owned(),
+                    denied_by: Vec::new(),
+                    ..unknown(String::new(), String::new())
+                }]
+            }
+            Err(error) => return vec![unknown(String::new(), crate::error::with_causes(&error))],
         };
         let mut previews = Vec::new();
         for change in changes {
@@ -247,9 +257,10 @@ impl Service {
                         })
                         .collect(),
                 },
+                // With its cause: "forbidden: User ... cannot ..." is what the person needs.
                 Err(error) => StepPreview {
                     yaml,
-                    ..unknown(target, format!("{error}"))
+                    ..unknown(target, crate::error::with_causes(&error))
                 },
             };
             previews.push(preview);
@@ -719,7 +730,7 @@ impl Deckhand for Service {
         let stored = self.stored_plan(thread, plan).await?;
         let mut previews = Vec::new();
         for step in stored.steps.iter().filter(|step| step.mutating) {
-            previews.extend(self.preview_step(step, &who.subject).await);
+            previews.extend(self.preview_step(step, &who.subject, &person_of(who)).await);
         }
         Ok(previews)
     }

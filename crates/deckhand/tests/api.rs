@@ -874,6 +874,22 @@ async fn deckhand_acts_as_the_person_and_says_up_front_what_they_may_not_do() {
         "{error}"
     );
     assert_eq!(replicas(&client).await, Some(1));
+    // His preview's dry run is made as him too: refused, where deckhand's would pass.
+    let bob_plan = latest_plan(&detail).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, previews) = bob
+        .get(&format!(
+            "/api/threads/{bob_thread}/plans/{bob_plan}/preview"
+        ))
+        .await;
+    assert_eq!(status, 200, "{previews}");
+    let refusal = previews[0]["denied_by"][0].as_str().unwrap_or_default();
+    assert!(
+        refusal.contains("forbidden") && refusal.contains("bob"),
+        "{previews:#}"
+    );
 
     // carol, whose group may, is told nothing is missing and her run scales web.
     let carol_thread = ask(&carol).await;
@@ -886,6 +902,16 @@ async fn deckhand_acts_as_the_person_and_says_up_front_what_they_may_not_do() {
     let plan_path = format!(
         "/api/threads/{carol_thread}/plans/{}",
         plan["id"].as_str().unwrap()
+    );
+    let (status, previews) = carol.get(&format!("{plan_path}/preview")).await;
+    assert_eq!(status, 200, "{previews}");
+    assert_eq!(previews[0]["denied_by"], json!([]), "{previews:#}");
+    assert!(
+        previews[0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("replicas: 3"),
+        "{previews:#}"
     );
     let (status, approved) = carol
         .post(
