@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "deckhand", description = "deckhand's HTTP API: threads, plans, approvals, knowledge. Events stream over the WebSocket /ws/threads/{id} (see docs/API.md)."),
     paths(
         routes::whoami, routes::list_threads, routes::create_thread, routes::show_thread,
-        routes::post_message, routes::preview, routes::approve, routes::reject, routes::run, routes::cancel,
+        routes::post_message, routes::preview, routes::approve, routes::reject, routes::run, routes::cancel, routes::cancel_planning,
         routes::restore, routes::rate, routes::search_knowledge, routes::tools,
         routes::policies, routes::namespaces, routes::list_tokens, routes::create_token,
         routes::revoke_token, crate::alertmanager::receive,

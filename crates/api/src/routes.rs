@@ -39,6 +39,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/threads/{id}/plans/{plan}/reject", post(reject))
         .route("/api/threads/{id}/plans/{plan}/run", post(run))
         .route("/api/threads/{id}/plans/{plan}/cancel", post(cancel))
+        .route("/api/threads/{id}/planning/cancel", post(cancel_planning))
         .route("/api/threads/{id}/restore", post(restore))
         .route("/api/threads/{id}/rating", post(rate))
         .route("/api/knowledge", get(search_knowledge))
@@ -309,6 +310,23 @@ pub async fn cancel(
     let (thread, plan) = (thread_id(&id)?, plan_id(&plan)?);
     check_owner(&state, &who, thread).await?;
     Ok(Json(state.service().cancel(&who, thread, plan).await?))
+}
+
+/// Stops the planning going on in a thread: no plan comes of it.
+#[utoipa::path(post, path = "/api/threads/{id}/planning/cancel", tag = "threads",
+    params(("id" = String, Path, description = "thread id")),
+    responses((status = 204, description = "planning stopped"), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "nothing is being planned")),
+    security(("bearer" = [])))]
+pub async fn cancel_planning(
+    Operator(who): Operator,
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let thread = thread_id(&id)?;
+    check_owner(&state, &who, thread).await?;
+    state.service().cancel_planning(&who, thread).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Returns what the thread changed to its state before.

@@ -88,6 +88,18 @@ pub trait Deckhand: Send + Sync + 'static {
     /// Cancels a running plan.
     async fn cancel(&self, who: &Identity, thread: ThreadId, plan: PlanId) -> Result<PlanView>;
 
+    /// Stops the planning going on in a thread (the model's answer is not waited for; no
+    /// plan comes of it). [`Error::Conflict`] when nothing is being planned.
+    ///
+    /// The default answers that conflict: a service whose planning is not cancellable
+    /// still serves everything else.
+    async fn cancel_planning(&self, who: &Identity, thread: ThreadId) -> Result<()> {
+        let _ = who;
+        Err(Error::Conflict {
+            message: format!("nothing is being planned in thread {thread}"),
+        })
+    }
+
     /// Returns what the thread changed to its state before the thread.
     async fn restore(&self, who: &Identity, thread: ThreadId) -> Result<RestoreView>;
 

@@ -44,6 +44,9 @@ pub struct Service {
     /// Plans running now, with what cancels them and whether the run is the approved one
     /// (`true`) or the read-only steps right after planning (`false`).
     running: Arc<Mutex<HashMap<PlanId, (CancellationToken, bool)>>>,
+    /// Threads being planned now: what stops their planning, and how many plannings
+    /// share it (a message posted while planning plans again alongside).
+    planning: Arc<Mutex<HashMap<ThreadId, (CancellationToken, usize)>>>,
     /// One run of a plan at a time: an approved run waits for the read-only run before it.
     plan_locks: PlanLocks,
     /// Background work (planning, runs), awaited on shutdown.
@@ -57,6 +60,7 @@ impl Service {
         Self {
             conductor,
             running: Arc::default(),
+            planning: Arc::default(),
             plan_locks: PlanLocks::default(),
             tasks: TaskTracker::new(),
             policies: policy_views(policy_dirs),
@@ -305,11 +309,20 @@ impl Service {
         let conductor = self.conductor.clone();
         let running = self.running.clone();
         let locks = self.plan_locks.clone();
+        let stop = PlanningGuard::enter(&self.planning, thread);
         self.tasks.spawn(async move {
-            let planned = match conductor
-                .plan_thread_with(thread, &who, &text, namespace, scan)
-                .await
-            {
+            let planning = conductor.plan_thread_with(thread, &who, &text, namespace, scan);
+            let planned = tokio::select! {
+                planned = planning => planned,
+                // Dropping the planning drops the model's request with it; what it stored
+                // (the person's message) stays. `cancel_planning` tells the thread.
+                () = stop.token.cancelled() => {
+                    tracing::info!(%thread, "planning stopped");
+                    return;
+                }
+            };
+            drop(stop);
+            let planned = match planned {
                 Ok(planned) => planned,
                 // The reason is in the thread already (a message and an error event).
                 Err(error) => {
@@ -332,6 +345,48 @@ impl Service {
                 report_failure(&conductor, thread, &error).await;
             }
         });
+    }
+}
+
+/// One planning of a thread, registered in `Service::planning` while it goes on.
+struct PlanningGuard {
+    planning: Arc<Mutex<HashMap<ThreadId, (CancellationToken, usize)>>>,
+    thread: ThreadId,
+    token: CancellationToken,
+}
+
+impl PlanningGuard {
+    fn enter(
+        planning: &Arc<Mutex<HashMap<ThreadId, (CancellationToken, usize)>>>,
+        thread: ThreadId,
+    ) -> Self {
+        let mut map = lock(planning);
+        let (token, count) = map
+            .entry(thread)
+            .or_insert_with(|| (CancellationToken::new(), 0));
+        *count += 1;
+        Self {
+            planning: planning.clone(),
+            thread,
+            token: token.clone(),
+        }
+    }
+}
+
+impl Drop for PlanningGuard {
+    fn drop(&mut self) {
+        // `cancel_planning` removes the entry it cancels: with our token cancelled, an
+        // entry still there belongs to a later planning.
+        if self.token.is_cancelled() {
+            return;
+        }
+        let mut map = lock(&self.planning);
+        if let Some((_, count)) = map.get_mut(&self.thread) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.thread);
+            }
+        }
     }
 }
 
@@ -813,6 +868,24 @@ impl Deckhand for Service {
             view.status = PlanStatus::Cancelled;
         }
         Ok(view)
+    }
+
+    async fn cancel_planning(&self, who: &Identity, thread: ThreadId) -> Result<()> {
+        let Some((token, _)) = lock(&self.planning).remove(&thread) else {
+            return Err(Error::Conflict {
+                message: format!("nothing is being planned in thread {thread}"),
+            });
+        };
+        token.cancel();
+        let text = format!("Planning stopped by {}: no plan comes of it.", who.subject);
+        if let Err(error) = self
+            .conductor
+            .say(Message::new(thread, MessageRole::System, "deckhand", text))
+            .await
+        {
+            tracing::warn!(%thread, %error, "could not note the stopped planning");
+        }
+        Ok(())
     }
 
     async fn restore(&self, who: &Identity, thread: ThreadId) -> Result<RestoreView> {

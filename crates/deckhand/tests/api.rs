@@ -933,3 +933,76 @@ async fn deckhand_acts_as_the_person_and_says_up_front_what_they_may_not_do() {
     );
     assert_eq!(replicas(&client).await, Some(3));
 }
+
+/// A planning call that takes too long can be stopped from the API: the model's request
+/// is dropped (its connection closes), no plan comes of it, and the thread says who
+/// stopped it. A second stop finds nothing to stop.
+#[tokio::test]
+async fn planning_can_be_stopped_while_the_model_thinks() {
+    // A model server that accepts and never answers.
+    let model = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let model_address = model.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deckhand.toml"),
+        format!(
+            "[llm]\ndiscover = false\n\n[llm.backends.slow]\nkind = \"openai_compatible\"\n\
+             model = \"slow\"\nbase_url = \"http://{model_address}/v1\"\n\n\
+             [llm.routes]\nplanner = [\"slow\"]\ndefault = [\"offline\"]\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port().unwrap();
+    let _deckhand = start(dir.path(), port, None).await;
+    let admin = Caller {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+        token: std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned(),
+    };
+    let (status, created) = admin
+        .post(
+            "/api/threads",
+            json!({"text": "scale web to 3 in shop", "namespace": "shop"}),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{created}");
+    let thread = created["thread"]["id"].as_str().unwrap().to_owned();
+
+    // Scarlet's request reaches the model, which keeps it waiting.
+    let (mut connection, _) = tokio::time::timeout(Duration::from_secs(120), model.accept())
+        .await
+        .expect("the planner never called the model")
+        .unwrap();
+    let (status, body) = admin
+        .post(&format!("/api/threads/{thread}/planning/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+
+    // The request was dropped: the connection closes without waiting for an answer.
+    let mut sink = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read_to_end(&mut connection, &mut sink),
+    )
+    .await
+    .expect("the model's connection stayed open after the planning was stopped")
+    .unwrap();
+    let detail = admin
+        .thread_until(&thread, "the stop to be told", |detail| {
+            detail["messages"].as_array().unwrap().iter().any(|m| {
+                m["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Planning stopped by ")
+            })
+        })
+        .await;
+    assert!(latest_plan(&detail).is_none(), "{detail:#}");
+    let (status, body) = admin
+        .post(&format!("/api/threads/{thread}/planning/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+}
