@@ -83,6 +83,14 @@ enum Command {
     /// Run the Kubernetes operator: plan, run and restore AIRequest objects (leader
     /// election through the Lease deckhand-operator; only the leader acts).
     Operator(OperatorArgs),
+    /// Internal: confine itself with Landlock to the grants, then become PROGRAM (how
+    /// `terraform_plan` runs terraform). `[--read PATH | --write PATH]... -- PROGRAM ARGS`.
+    #[command(hide = true)]
+    Confine {
+        /// The grants, `--`, the program and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// `deckhand operator`.
@@ -122,7 +130,7 @@ struct StoreArgs {
 
 impl StoreArgs {
     fn config(self, config_file: Option<&std::path::Path>) -> anyhow::Result<Config> {
-        let mut config = Config::load(config_file)?;
+        let mut config = load_config(config_file)?;
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
         }
@@ -234,7 +242,7 @@ struct AskArgs {
 
 impl AskArgs {
     fn config(&mut self, config_file: Option<&std::path::Path>) -> anyhow::Result<Config> {
-        let mut config = Config::load(config_file)?;
+        let mut config = load_config(config_file)?;
         if let Some(dir) = self.workspace.take() {
             config.workspace = dir;
         }
@@ -338,7 +346,7 @@ impl ToolsArgs {
     /// `~/.cache/deckhand/wasm-cache`, so only the first run pays for compiling them, and
     /// nothing is left in the working directory.
     fn config(self, config_file: Option<&std::path::Path>) -> anyhow::Result<ToolsConfig> {
-        let mut config = Config::load(config_file)?;
+        let mut config = load_config(config_file)?;
         self.apply(&mut config);
         let mut tools = config.tools();
         tools.compile_cache_dir = std::env::var_os("DECKHAND_WASM_CACHE")
@@ -351,8 +359,29 @@ impl ToolsArgs {
     }
 }
 
+/// The configuration, with what only the binary knows: terraform runs confined through
+/// this executable's `deckhand confine`.
+fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let mut config = Config::load(file)?;
+    if let Some(terraform) = &mut config.terraform {
+        let me = std::env::current_exe().context("finding the deckhand executable")?;
+        terraform.launcher = Some(deckhand_tools::confine::Launcher::new(me, ["confine"]));
+    }
+    Ok(config)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any thread exists: the restriction and the exec are this process's alone.
+    if let Command::Confine { args } = cli.command {
+        use deckhand_tools::confine::{exec_confined, Grants};
+        let error = match Grants::parse_launcher_args(args) {
+            Ok((grants, program, args)) => exec_confined(&grants, &program, &args),
+            Err(error) => error,
+        };
+        eprintln!("error: {error}");
+        return ExitCode::from(126);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -386,7 +415,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            let mut config = Config::load(cli.config.as_deref())?;
+            let mut config = load_config(cli.config.as_deref())?;
             if let Some(listen) = args.listen {
                 config.listen = listen;
             }
@@ -463,7 +492,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             min_pass_rate,
             tools,
         } => {
-            let mut config = Config::load(cli.config.as_deref())?;
+            let mut config = load_config(cli.config.as_deref())?;
             tools.apply(&mut config);
             let status = deckhand::cli::plan::eval(
                 &config,
@@ -482,7 +511,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             tools,
         } => {
-            let mut config = Config::load(cli.config.as_deref())?;
+            let mut config = load_config(cli.config.as_deref())?;
             if let Some(dir) = workspace {
                 config.workspace = dir;
             }
@@ -501,7 +530,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(status))
         }
         Command::Llm(LlmCommand::Check { json }) => {
-            let config = Config::load(cli.config.as_deref())?;
+            let config = load_config(cli.config.as_deref())?;
             let env = |name: &str| std::env::var(name).ok();
             let report = deckhand::llm::check(&config.llm, &env)
                 .await
@@ -590,6 +619,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await;
             Ok(ExitCode::from(status))
         }
+        // Handled in `main`, before the runtime started.
+        Command::Confine { .. } => Ok(ExitCode::from(126)),
         Command::Operator(args) => {
             let mut config = args.store.config(cli.config.as_deref())?;
             if let Some(dir) = args.workspace {

@@ -363,3 +363,90 @@ fn plugins_and_limits_come_from_the_config_file() {
         "{stderr}"
     );
 }
+
+/// The terraform binary installed by scripts/install-terraform.sh (test.sh runs it).
+fn terraform() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("DECKHAND_TERRAFORM") {
+        return Some(PathBuf::from(path));
+    }
+    let cache = std::env::var_os("DECKHAND_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/deckhand")
+        });
+    Some(cache.join("terraform/terraform")).filter(|path| path.is_file())
+}
+
+/// `terraform_plan` through the binary runs terraform confined by `deckhand confine`: a
+/// configuration may plan, but not read a file outside the workspace (here, deckhand's
+/// own configuration file next to it) into the plan's output.
+#[test]
+fn terraform_runs_confined_through_deckhand_confine() {
+    let Some(terraform) = terraform() else {
+        eprintln!("\n!!!!! SKIPPED: no terraform (scripts/install-terraform.sh installs it)\n");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(workspace.join("plan")).expect("workspace");
+    std::fs::create_dir_all(workspace.join("leak")).expect("workspace");
+    std::fs::write(
+        dir.path().join("deckhand.toml"),
+        format!(
+            "# api_key = \"top-secret-value\"\n[terraform]\nbinary = \"{}\"\n",
+            terraform.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        workspace.join("plan/main.tf"),
+        "output \"greeting\" {\n  value = \"hello\"\n}\n",
+    )
+    .expect("tf");
+    std::fs::write(
+        workspace.join("leak/main.tf"),
+        format!(
+            "output \"leak\" {{\n  value = file(\"{}\")\n}}\n",
+            dir.path().join("deckhand.toml").display()
+        ),
+    )
+    .expect("tf");
+    let ws = workspace.to_str().expect("utf-8");
+    let run = |path: &str| {
+        let input = json!({ "path": path }).to_string();
+        deckhand(
+            dir.path(),
+            &[
+                "tool",
+                "run",
+                "terraform_plan",
+                "--workspace",
+                ws,
+                "--input",
+                &input,
+            ],
+        )
+    };
+
+    let (code, stdout, stderr) = run("plan");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        json_of(&stdout)["output"]["output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("+ greeting = \"hello\""),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = run("leak");
+    if stdout.contains("does not enforce Landlock") {
+        eprintln!("\n!!!!! SKIPPED: this kernel does not enforce Landlock\n");
+        return;
+    }
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let error = &json_of(&stdout)["error"];
+    assert_eq!(error["kind"], "terraform_plan_failed", "{error}");
+    let message = error["message"].as_str().unwrap_or("");
+    assert!(message.contains("permission denied"), "{message}");
+    assert!(!stdout.contains("top-secret-value"), "{stdout}");
+}

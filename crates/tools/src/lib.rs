@@ -16,10 +16,13 @@
 //!   and after a server-side dry run, written only with an approval, audited.
 //! - [`terraform`]: `terraform_plan`, `terraform init` + `terraform plan` on a configuration
 //!   in the workspace (registered only when a terraform binary is configured; never
-//!   applies).
+//!   applies), run confined by [`confine`].
+//! - [`confine`]: Landlock confinement of a host process (terraform) to the files it
+//!   needs, through a launcher (`deckhand confine`, or this crate's `deckhand-confine`).
 //! - [`error`]: this crate's error type.
 
 pub mod cluster;
+pub mod confine;
 pub mod error;
 pub mod loader;
 pub mod registry;

@@ -12,6 +12,12 @@
 //!   directory, in a process group of its own, with an empty environment but for `PATH`,
 //!   a scratch `HOME` inside the workspace, the settings that keep terraform
 //!   non-interactive and quiet, and the variables the configuration allow-lists;
+//! - runs terraform confined with Landlock (see [`crate::confine`]) through the launcher
+//!   deckhand passes in: it may read the system's libraries and certificates, its own
+//!   binary and the configured `read_paths`, and read and write the workspace; nothing
+//!   else (not `~/.kube`, deckhand's data, the ServiceAccount token, `/proc`), so a
+//!   configuration's `file("/etc/...")` or a malicious provider cannot carry host files
+//!   into a plan's output. `confinement = "none"` turns that off, explicitly;
 //! - kills the whole process group (terraform and its provider plugins) when the time
 //!   limit passes, and keeps at most a configured number of output bytes (head and tail);
 //! - returns the plan's summary line and counts, or fails naming the stage: an `init`
@@ -21,6 +27,7 @@
 //! in it, so no input, configuration or environment variable can make this tool run them
 //! (`TF_CLI_ARGS*` cannot be allow-listed either).
 
+use crate::confine::{Grants, Launcher};
 use crate::error::{Error, Result};
 use crate::registry::{Tool, ToolContext, ToolFuture, ToolRegistry};
 use crate::sandbox::{ToolFailure, WorkspaceAccess};
@@ -51,6 +58,9 @@ pub const PLAN_FILE: &str = "tfplan";
 /// `HOME` for terraform, relative to the workspace: its caches and CLI state go there,
 /// never into deckhand's own home.
 pub const SCRATCH_HOME: &str = ".deckhand/terraform-home";
+/// `TMPDIR` for terraform, relative to the workspace: a confined terraform can write
+/// nowhere else.
+pub const SCRATCH_TMP: &str = ".deckhand/terraform-tmp";
 /// `PATH` when the environment deckhand runs in has none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// How long the output pipes may stay open after terraform has exited or was killed (a
@@ -94,6 +104,30 @@ pub struct TerraformConfig {
     /// `TF_VAR_...`. Nothing else is passed but `PATH`.
     #[serde(default)]
     pub pass_env: Vec<String>,
+    /// How terraform is confined; Landlock unless set to `none`.
+    #[serde(default)]
+    pub confinement: Confinement,
+    /// Files or directories a confined terraform may also read (and run): a provider
+    /// mirror, a plugin cache, the file `TF_CLI_CONFIG_FILE` names.
+    #[serde(default)]
+    pub read_paths: Vec<PathBuf>,
+    /// How a confined terraform is started: the program that embeds deckhand sets it
+    /// (the `deckhand` binary: itself, `deckhand confine`), never the configuration file.
+    #[serde(skip)]
+    pub launcher: Option<Launcher>,
+}
+
+/// How the terraform process is confined.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confinement {
+    /// Landlock: the workspace, the system's libraries and the allowed paths only. A
+    /// kernel without Landlock makes every call fail rather than run unconfined.
+    #[default]
+    Landlock,
+    /// None: terraform reads whatever deckhand's user can. Only where the kernel has no
+    /// Landlock and every configuration planned is trusted.
+    None,
 }
 
 fn default_timeout_secs() -> u64 {
@@ -112,6 +146,9 @@ impl TerraformConfig {
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             output_kib: DEFAULT_OUTPUT_KIB,
             pass_env: Vec::new(),
+            confinement: Confinement::default(),
+            read_paths: Vec::new(),
+            launcher: None,
         }
     }
 
@@ -140,6 +177,14 @@ impl TerraformConfig {
         for name in &self.pass_env {
             if let Some(why) = refused_env_name(name) {
                 problems.push(format!("terraform.pass_env: {name:?} {why}"));
+            }
+        }
+        for path in &self.read_paths {
+            if !path.is_absolute() {
+                problems.push(format!(
+                    "terraform.read_paths: {} is not an absolute path",
+                    path.display()
+                ));
             }
         }
         problems
@@ -255,6 +300,9 @@ pub struct TerraformPlan {
     output_bytes: usize,
     pass_env: Vec<String>,
     env: EnvSource,
+    confinement: Confinement,
+    read_paths: Vec<PathBuf>,
+    launcher: Option<Launcher>,
 }
 
 impl std::fmt::Debug for TerraformPlan {
@@ -264,6 +312,8 @@ impl std::fmt::Debug for TerraformPlan {
             .field("timeout", &self.timeout)
             .field("output_bytes", &self.output_bytes)
             .field("pass_env", &self.pass_env)
+            .field("confinement", &self.confinement)
+            .field("launcher", &self.launcher)
             .finish_non_exhaustive()
     }
 }
@@ -305,7 +355,27 @@ impl TerraformPlan {
             output_bytes,
             pass_env: config.pass_env.clone(),
             env: Arc::new(|_| None),
+            confinement: config.confinement,
+            read_paths: config.read_paths.clone(),
+            launcher: config.launcher.clone(),
         })
+    }
+
+    /// Starts terraform through `launcher` (`deckhand confine`), which confines it,
+    /// instead of the configuration's. Without one, a tool configured for Landlock
+    /// refuses every call.
+    #[must_use]
+    pub fn with_launcher(mut self, launcher: Launcher) -> Self {
+        self.launcher = Some(launcher);
+        self
+    }
+
+    /// What a confined terraform may touch: the system, its own binary, the configured
+    /// paths, and the workspace.
+    fn grants(&self, workspace: &Path) -> Grants {
+        let mut grants = Grants::system().reading(&self.binary).writing(workspace);
+        grants.read.extend(self.read_paths.iter().cloned());
+        grants
     }
 
     /// Takes `PATH` and the allow-listed variables from `source` (deckhand passes its own
@@ -356,9 +426,12 @@ impl TerraformPlan {
             })?;
         let place = confine(&context.workspace, &input.path)
             .map_err(|(kind, message)| Self::failed(kind, message))?;
-        let home =
-            scratch_home(&place.root).map_err(|message| Self::failed("workspace", message))?;
-        let env = self.environment(&home);
+        let home = scratch_dir(&place.root, SCRATCH_HOME)
+            .map_err(|message| Self::failed("workspace", message))?;
+        let tmp = scratch_dir(&place.root, SCRATCH_TMP)
+            .map_err(|message| Self::failed("workspace", message))?;
+        let mut env = self.environment(&home);
+        env.push((OsString::from("TMPDIR"), tmp.into_os_string()));
         let span = tracing::info_span!("terraform", tool = TOOL_NAME, path = %input.path);
         self.init_and_plan(input.path, &place, &env)
             .instrument(span)
@@ -375,7 +448,14 @@ impl TerraformPlan {
         let plan_file = place.dir.join(PLAN_FILE);
         let deadline = tokio::time::Instant::now() + self.timeout;
         let init = self
-            .exec(Subcommand::Init, &place.dir, &plan_file, env, deadline)
+            .exec(
+                Subcommand::Init,
+                &place.root,
+                &place.dir,
+                &plan_file,
+                env,
+                deadline,
+            )
             .await?;
         if init.status != Some(0) {
             return Err(Self::failed(
@@ -384,7 +464,14 @@ impl TerraformPlan {
             ));
         }
         let plan = self
-            .exec(Subcommand::Plan, &place.dir, &plan_file, env, deadline)
+            .exec(
+                Subcommand::Plan,
+                &place.root,
+                &place.dir,
+                &plan_file,
+                env,
+                deadline,
+            )
             .await?;
         let exit_status = plan.status.unwrap_or(-1);
         if exit_status != 0 {
@@ -422,14 +509,35 @@ impl TerraformPlan {
     async fn exec(
         &self,
         subcommand: Subcommand,
+        workspace: &Path,
         dir: &Path,
         plan_file: &Path,
         env: &[(OsString, OsString)],
         deadline: tokio::time::Instant,
     ) -> Result<Finished> {
-        let mut command = tokio::process::Command::new(&self.binary);
+        let args = subcommand.args(plan_file);
+        let mut command = match (self.confinement, &self.launcher) {
+            (Confinement::None, _) => {
+                let mut command = tokio::process::Command::new(&self.binary);
+                command.args(&args);
+                command
+            }
+            (Confinement::Landlock, Some(launcher)) => {
+                let mut command = tokio::process::Command::new(&launcher.program);
+                command.args(launcher.args_for(&self.grants(workspace), &self.binary, &args));
+                command
+            }
+            (Confinement::Landlock, None) => {
+                return Err(Self::failed(
+                    "terraform_unconfined",
+                    "terraform is to run confined (Landlock) but no launcher was given to the \
+                     tool; refusing to run it unconfined (set terraform.confinement = \"none\" \
+                     to accept that)"
+                        .to_owned(),
+                ))
+            }
+        };
         command
-            .args(subcommand.args(plan_file))
             .current_dir(dir)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -559,15 +667,15 @@ fn confine(workspace: &Path, path: &str) -> std::result::Result<Place, (&'static
 }
 
 /// Creates (once) the scratch `HOME` in the workspace, refusing a link in its place.
-fn scratch_home(root: &Path) -> std::result::Result<PathBuf, String> {
-    let home = root.join(SCRATCH_HOME);
+fn scratch_dir(root: &Path, relative: &str) -> std::result::Result<PathBuf, String> {
+    let home = root.join(relative);
     std::fs::create_dir_all(&home)
         .map_err(|error| format!("cannot create {}: {error}", home.display()))?;
     let canonical = home
         .canonicalize()
         .map_err(|error| format!("{}: {error}", home.display()))?;
     if !canonical.starts_with(root) {
-        return Err(format!("{SCRATCH_HOME} leads outside the workspace"));
+        return Err(format!("{relative} leads outside the workspace"));
     }
     Ok(canonical)
 }
@@ -1055,6 +1163,9 @@ mod tests {
 
     fn tool(binary: &Path, pass_env: &[&str], env: HashMap<String, String>) -> TerraformPlan {
         let mut config = TerraformConfig::new(binary);
+        // The stand-in writes its log outside the workspace; confinement is tested
+        // against the real terraform (tests/terraform.rs) and in confine.rs.
+        config.confinement = Confinement::None;
         config.timeout_secs = 2;
         config.pass_env = pass_env.iter().map(|n| (*n).to_owned()).collect();
         TerraformPlan::new(&config)
@@ -1129,6 +1240,7 @@ mod tests {
             .filter(|l| !l.starts_with("PWD=") && !l.starts_with("SHLVL=") && !l.starts_with("_="))
             .collect();
         let home = format!("HOME={}/{SCRATCH_HOME}", root.display());
+        let tmp = format!("TMPDIR={}/{SCRATCH_TMP}", root.display());
         assert_eq!(
             env.into_iter().collect::<Vec<_>>(),
             [
@@ -1139,6 +1251,7 @@ mod tests {
                 "TF_FORK=0",
                 "TF_INPUT=0",
                 "TF_IN_AUTOMATION=1",
+                tmp.as_str(),
             ],
             "{log}"
         );
@@ -1233,6 +1346,7 @@ mod tests {
             "[ \"$1\" = plan ] && { echo 'Plan: 0 to add, 0 to change, 1 to destroy.'; head -c 1048576 /dev/zero | tr '\\0' x; echo; echo END; }\nexit 0",
         );
         let mut config = TerraformConfig::new(&binary);
+        config.confinement = Confinement::None;
         config.output_kib = 1;
         let tool = TerraformPlan::new(&config).unwrap();
         let output = tool

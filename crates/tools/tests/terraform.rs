@@ -7,7 +7,10 @@
 // Test helpers outside #[test] functions: a panic is the failure report here too.
 #![allow(clippy::unwrap_used)]
 
-use deckhand_tools::terraform::{register_terraform, TerraformConfig, TerraformPlan, TOOL_NAME};
+use deckhand_tools::confine::Launcher;
+use deckhand_tools::terraform::{
+    register_terraform, Confinement, TerraformConfig, TerraformPlan, TOOL_NAME,
+};
 use deckhand_tools::{ToolContext, ToolRegistry};
 use serde_json::json;
 use std::ffi::OsString;
@@ -52,15 +55,25 @@ fn terraform() -> Option<PathBuf> {
     }
 }
 
-/// A registry with `terraform_plan` over the real binary, passing `PATH` only.
+/// A registry with `terraform_plan` over the real binary, passing `PATH` only, confined
+/// by this crate's launcher (as `deckhand confine` does in the product).
 fn registry(binary: &Path, timeout_secs: u64) -> ToolRegistry {
+    registry_confined(binary, timeout_secs, Confinement::Landlock)
+}
+
+fn registry_confined(binary: &Path, timeout_secs: u64, confinement: Confinement) -> ToolRegistry {
     let mut config = TerraformConfig::new(binary);
     config.timeout_secs = timeout_secs;
+    config.confinement = confinement;
     let tool = TerraformPlan::new(&config)
         .unwrap()
         .with_env(Arc::new(|name| {
             (name == "PATH").then(|| OsString::from("/usr/local/bin:/usr/bin:/bin"))
-        }));
+        }))
+        .with_launcher(Launcher::new(
+            env!("CARGO_BIN_EXE_deckhand-confine"),
+            Vec::<OsString>::new(),
+        ));
     let mut registry = ToolRegistry::new();
     register_terraform(&mut registry, tool).unwrap();
     registry
@@ -273,4 +286,75 @@ async fn a_plan_that_runs_past_the_time_limit_is_killed() {
         }
     }
     assert!(survivors.is_empty(), "still running: {survivors:?}");
+}
+
+/// A configuration that reads a host file into its output (`file()` of a path outside the
+/// workspace, as a confused model or a hostile request could write) is refused by the
+/// kernel when confined; unconfined, the same plan would carry the file's text out.
+#[tokio::test]
+async fn a_confined_terraform_cannot_read_host_files_into_a_plan() {
+    let Some(binary) = terraform() else { return };
+    let workspace = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let secret = host.path().join("token");
+    std::fs::write(&secret, "s3cret-token-value").unwrap();
+    write(
+        &workspace.path().join("terraform/leak"),
+        "main.tf",
+        &format!(
+            "output \"leak\" {{\n  value = file(\"{}\")\n}}\n",
+            secret.display()
+        ),
+    );
+    let input = json!({"path": "terraform/leak"});
+
+    let unconfined = registry_confined(&binary, 120, Confinement::None)
+        .call(TOOL_NAME, &context(workspace.path()), &input)
+        .await
+        .unwrap();
+    assert!(
+        unconfined["output"]
+            .as_str()
+            .unwrap()
+            .contains("s3cret-token-value"),
+        "the test's configuration does read the file when nothing stops it: {unconfined:#}"
+    );
+
+    let error = registry(&binary, 120)
+        .call(TOOL_NAME, &context(workspace.path()), &input)
+        .await
+        .unwrap_err();
+    if error.to_string().contains("does not enforce Landlock") {
+        eprintln!("\n!!!!! SKIPPED: this kernel does not enforce Landlock\n");
+        return;
+    }
+    assert_eq!(error.kind(), "terraform_plan_failed", "{error}");
+    let message = error.to_string();
+    assert!(message.contains("permission denied"), "{message}");
+    assert!(!message.contains("s3cret-token-value"), "{message}");
+}
+
+/// A tool configured for Landlock but given no launcher refuses to run terraform at all.
+#[tokio::test]
+async fn without_a_launcher_a_confined_terraform_does_not_run() {
+    let Some(binary) = terraform() else { return };
+    let workspace = tempfile::tempdir().unwrap();
+    write(
+        &workspace.path().join("terraform/quiet"),
+        "main.tf",
+        "locals {\n  a = 1\n}\n",
+    );
+    let tool = TerraformPlan::new(&TerraformConfig::new(&binary)).unwrap();
+    let mut registry = ToolRegistry::new();
+    register_terraform(&mut registry, tool).unwrap();
+    let error = registry
+        .call(
+            TOOL_NAME,
+            &context(workspace.path()),
+            &json!({"path": "terraform/quiet"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), "terraform_unconfined", "{error}");
+    assert!(!workspace.path().join("terraform/quiet/.terraform").exists());
 }
