@@ -230,8 +230,58 @@ pub async fn run_dir<P: Planner>(
     planner: &P,
     catalog: &ToolCatalog,
 ) -> Result<EvalReport> {
+    run_dir_with_progress(dir, planner, catalog, |_| {}).await
+}
+
+/// One case done, for progress reports while a long set runs (a real model on a small
+/// machine takes minutes per case).
+#[derive(Debug)]
+pub struct CaseDone<'a> {
+    /// The outcome.
+    pub outcome: &'a CaseOutcome,
+    /// Its position, from 1.
+    pub index: usize,
+    /// How many cases the set has.
+    pub total: usize,
+    /// How long it took.
+    pub elapsed: std::time::Duration,
+}
+
+impl std::fmt::Display for CaseDone<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let outcome = self.outcome;
+        let by = outcome
+            .created_by
+            .as_deref()
+            .map(|b| format!(" [{b}]"))
+            .unwrap_or_default();
+        write!(
+            f,
+            "[{}/{}] {} {}{by} ({:.1} s)",
+            self.index,
+            self.total,
+            if outcome.passed { "PASS" } else { "FAIL" },
+            outcome.name,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// [`run_dir`], calling `progress` after each case.
+///
+/// # Errors
+/// As [`run_dir`].
+pub async fn run_dir_with_progress<P: Planner>(
+    dir: &Path,
+    planner: &P,
+    catalog: &ToolCatalog,
+    mut progress: impl FnMut(CaseDone<'_>),
+) -> Result<EvalReport> {
     let mut report = EvalReport::default();
-    for path in case_files(dir)? {
+    let files = case_files(dir)?;
+    let total = files.len();
+    for (index, path) in files.into_iter().enumerate() {
+        let started = std::time::Instant::now();
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -245,6 +295,12 @@ pub async fn run_dir<P: Planner>(
                 failures: vec![error.to_string()],
             },
         };
+        progress(CaseDone {
+            outcome: &outcome,
+            index: index + 1,
+            total,
+            elapsed: started.elapsed(),
+        });
         report.cases.push(outcome);
     }
     Ok(report)

@@ -300,3 +300,41 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// `deckhand eval` over the repository's set with the offline backend: each case's line
+/// as soon as it is done (stderr), the report and the overall rate at the end (stdout),
+/// and `--min-pass-rate` met exits 0.
+#[test]
+fn eval_reports_each_case_as_it_goes_and_the_overall_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let evals = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../evals");
+    let evals = evals.to_str().unwrap();
+    let no_cluster = dir.path().join("no-kubeconfig");
+    let (code, stdout, stderr) = deckhand(
+        dir.path(),
+        &no_cluster,
+        &["eval", evals, "--min-pass-rate", "0.9"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let total = std::fs::read_dir(evals)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        })
+        .count();
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(progress.len(), total, "{stderr}");
+    assert!(
+        progress[0].starts_with(&format!("[1/{total}] ")),
+        "{stderr}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains(" PASS scale-deployment-explicit ")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("overall: "), "{stdout}");
+}

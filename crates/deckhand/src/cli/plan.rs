@@ -250,7 +250,17 @@ pub async fn eval(
         }
     };
     let scarlet = Scarlet::new(session.router.clone());
-    let report = match deckhand_agents::eval::run_dir(dir, &scarlet, &session.catalog).await {
+    // Each case's outcome as it is known: with a real model a set takes long.
+    let report = match deckhand_agents::eval::run_dir_with_progress(
+        dir,
+        &scarlet,
+        &session.catalog,
+        |done| {
+            let _ = writeln!(err, "{done}");
+        },
+    )
+    .await
+    {
         Ok(report) => report,
         Err(error) => {
             let _ = writeln!(err, "error: {error}");
