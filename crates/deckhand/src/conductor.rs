@@ -869,7 +869,12 @@ impl Conductor {
             Arc::new(
                 ToolExecutor::new(self.session.registry.clone(), self.workspace.clone(), who)
                     .acting_as(self.acting(person))
-                    .counting_in(self.events.metrics().cloned()),
+                    .counting_in(self.events.metrics().cloned())
+                    .leaving_applies_to_gitops(
+                        self.landing
+                            .as_ref()
+                            .is_some_and(Landing::leaves_applying_to_gitops),
+                    ),
             ),
             Arc::new(self.session.database.clone()),
             SchedulerConfig {

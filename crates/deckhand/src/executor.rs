@@ -1,6 +1,11 @@
 //! The runtime's [`StepExecutor`] over the tool registry: a plan step is one tool call,
 //! made for the person who asked and, for mutating tools, with the approver's name (the
 //! cluster tools refuse to write without it).
+//!
+//! In GitOps mode a `kube_apply` step is not applied by deckhand: its manifests are
+//! committed on the thread's branch at approval, Argo CD or Flux applies them. The step
+//! still runs both policy checkpoints and the API server's dry run (`kube_dry_run` on the
+//! same input), so what is committed is what policy and the server accept.
 
 use deckhand_runtime::scheduler::{StepContext, StepError};
 use deckhand_runtime::{Step, StepExecutor};
@@ -17,7 +22,13 @@ pub struct ToolExecutor {
     requested_by: String,
     acting_as: Option<Person>,
     metrics: Option<deckhand_api::Metrics>,
+    gitops: bool,
 }
+
+/// The tool deckhand applies manifests with, and the one that checks them without
+/// writing (same input).
+const APPLY_TOOL: &str = "kube_apply";
+const DRY_RUN_TOOL: &str = "kube_dry_run";
 
 impl ToolExecutor {
     /// An executor calling tools from `registry`, confined to `workspace`, on behalf of
@@ -33,6 +44,7 @@ impl ToolExecutor {
             requested_by: requested_by.into(),
             acting_as: None,
             metrics: None,
+            gitops: false,
         }
     }
 
@@ -40,6 +52,14 @@ impl ToolExecutor {
     #[must_use]
     pub fn acting_as(mut self, person: Option<Person>) -> Self {
         self.acting_as = person;
+        self
+    }
+
+    /// GitOps mode: `kube_apply` steps are checked (policies and a dry run) but their
+    /// manifests are left to Argo CD / Flux, from the thread's branch.
+    #[must_use]
+    pub fn leaving_applies_to_gitops(mut self, gitops: bool) -> Self {
+        self.gitops = gitops;
         self
     }
 
@@ -66,7 +86,24 @@ impl StepExecutor for ToolExecutor {
             acting_as: self.acting_as.clone(),
         };
         let started = std::time::Instant::now();
-        let called = self.registry.call(&step.tool, &tool_context, &input).await;
+        let gitops = self.gitops && step.tool == APPLY_TOOL;
+        let tool = if gitops {
+            DRY_RUN_TOOL
+        } else {
+            step.tool.as_str()
+        };
+        let called = self.registry.call(tool, &tool_context, &input).await;
+        let called = match called {
+            Ok(checked) if gitops => Ok(serde_json::json!({
+                "applied_by_deckhand": false,
+                "gitops": {
+                    "branch": deckhand_git::branch_name(context.thread_id.as_uuid()),
+                    "note": "committed at approval for Argo CD / Flux to apply; checked by policy and a server-side dry run here",
+                },
+                "checked": checked,
+            })),
+            other => other,
+        };
         if let Some(metrics) = &self.metrics {
             let outcome = match &called {
                 Ok(_) => "ok",

@@ -24,6 +24,7 @@ struct Target {
 #[derive(Debug, Clone)]
 pub struct Landing {
     targets: Vec<Target>,
+    mode: deckhand_git::Mode,
 }
 
 /// What the plan was, for the approval commit.
@@ -55,6 +56,7 @@ impl Landing {
         config
             .validate()
             .map_err(|error| format!("[git]: {error}"))?;
+        let mode = config.mode;
         let config = config.clone();
         let targets = tokio::task::spawn_blocking(move || -> Result<Vec<Target>, String> {
             let env = |name: &str| std::env::var(name).ok();
@@ -80,7 +82,12 @@ impl Landing {
         })
         .await
         .map_err(|error| format!("opening the git repositories: {error}"))??;
-        Ok(Some(Self { targets }))
+        Ok(Some(Self { targets, mode }))
+    }
+
+    /// Whether Argo CD / Flux apply the committed manifests (GitOps mode), not deckhand.
+    pub fn leaves_applying_to_gitops(&self) -> bool {
+        !self.mode.applies_changes()
     }
 
     /// Commits the approved plan on the thread's branch in every repository and pushes

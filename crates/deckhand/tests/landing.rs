@@ -95,10 +95,24 @@ fn files(repo: &git2::Repository, branch: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_thread_lands_as_a_branch_and_a_pull_request() {
+    land_a_thread("apply").await;
+}
+
+/// GitOps mode: the same landing, but deckhand does not apply the manifests itself — the
+/// step is checked (policies, server-side dry run) and Argo CD / Flux apply the branch's
+/// manifests (a kustomization lists them).
+#[tokio::test]
+async fn in_gitops_mode_the_manifests_are_committed_not_applied() {
+    land_a_thread("gitops").await;
+}
+
+async fn land_a_thread(mode: &str) {
+    let gitops = mode == "gitops";
     // A real cluster: a plan is approved only when every tool it names can run here.
     let cluster = deckhand_testkit::KubeApiServer::start().await.unwrap();
     let client = cluster.client().await.unwrap();
-    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
     namespaces
         .create(
             &kube::api::PostParams::default(),
@@ -125,6 +139,7 @@ async fn a_thread_lands_as_a_branch_and_a_pull_request() {
     std::env::set_var("DECKHAND_LANDING_TEST_TOKEN", TOKEN);
 
     let git = serde_json::from_value(json!({
+        "mode": mode,
         "cache_dir": dir.path().join("clones"),
         "repositories": [{
             "name": "platform",
@@ -197,6 +212,13 @@ async fn a_thread_lands_as_a_branch_and_a_pull_request() {
         .map(|(_, text)| text.clone())
         .unwrap_or_else(|| panic!("no manifest in {approved:#?}"));
     assert!(manifest.contains("nginx:1.27"), "{manifest}");
+    assert_eq!(
+        approved
+            .iter()
+            .any(|(path, _)| path == &format!("{folder}manifests/kustomization.yaml")),
+        gitops,
+        "{approved:#?}"
+    );
 
     // The run applies the manifest; the result and the prior state are committed.
     conductor
@@ -204,6 +226,30 @@ async fn a_thread_lands_as_a_branch_and_a_pull_request() {
         .await
         .unwrap();
     let completed = files(&remote_repo, &branch);
+    // Applied by deckhand, or left for Argo CD / Flux with the step saying so.
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client, "shop");
+    let created = deployments.list(&Default::default()).await.unwrap().items;
+    let apply = plan
+        .steps
+        .iter()
+        .find(|step| step.tool == "kube_apply")
+        .unwrap();
+    let step = database
+        .step_states(plan.id)
+        .await
+        .unwrap()
+        .remove(&apply.id)
+        .unwrap();
+    let output = step.output.unwrap_or_default();
+    if gitops {
+        assert!(created.is_empty(), "deckhand applied in GitOps mode");
+        assert_eq!(output["applied_by_deckhand"], false, "{output:#}");
+        assert_eq!(output["gitops"]["branch"], json!(branch), "{output:#}");
+    } else {
+        assert_eq!(created.len(), 1, "the run applies the manifest");
+        assert!(output.get("gitops").is_none(), "{output:#}");
+    }
     assert!(
         completed
             .iter()
