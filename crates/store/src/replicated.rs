@@ -1,8 +1,8 @@
 //! A store for one cluster of many ([`Database::replicate_to`]): every replicated write
 //! lands in the cluster's local SQLite and, in the same transaction, in an outbox; a
 //! background task copies the outbox to the shared PostgreSQL with idempotent upserts
-//! (every row has a UUID), deleting what was sent. While PostgreSQL is unreachable writes go on locally and queue; they are sent
-//! when it is back. A crash between sending and deleting sends a batch twice, which the
+//! (every row has a UUID), deleting what was sent. While PostgreSQL is unreachable writes
+//! go on locally and queue; they are sent when it is back. A crash between sending and deleting sends a batch twice, which the
 //! upserts absorb: nothing is lost, nothing is doubled.
 //!
 //! Replicated: threads, messages, ratings, statuses, approvals, knowledge entries and
@@ -25,7 +25,7 @@ use deckhand_runtime::knowledge::{KnowledgeEntry, KnowledgeHit};
 use deckhand_runtime::{ApprovalRecord, Message, Rating, Thread, ThreadId, ThreadStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
@@ -216,12 +216,21 @@ async fn enqueue(transaction: &mut sqlx::Transaction<'_, Any>, write: &Replicate
     Ok(())
 }
 
+/// No exchange with the shared database yet: searches try it.
+const UNKNOWN: u8 = 0;
+/// The last exchange with the shared database succeeded.
+const UP: u8 = 1;
+/// The last exchange with the shared database failed: searches skip it until the
+/// background task (which retries every interval) finds it back.
+const DOWN: u8 = 2;
+
 /// The connection to the shared database, made lazily and remade after outages.
 #[derive(Debug)]
 struct SharedLink {
     config: ReplicationConfig,
     database: Mutex<Option<Database>>,
-    reachable: AtomicBool,
+    /// [`UNKNOWN`], [`UP`] or [`DOWN`]: what the last exchange said.
+    state: AtomicU8,
     /// Failed attempts to send, so far: a flush at shutdown stops at the first new one.
     failures: AtomicU64,
 }
@@ -245,8 +254,9 @@ impl SharedLink {
     }
 
     fn mark(&self, reachable: bool) {
-        let was = self.reachable.swap(reachable, Ordering::SeqCst);
-        if was != reachable {
+        let state = if reachable { UP } else { DOWN };
+        let was = self.state.swap(state, Ordering::SeqCst);
+        if was != state {
             match reachable {
                 true => {
                     tracing::info!(url = %crate::database::redact(&self.config.shared_url), "shared database reachable")
@@ -299,7 +309,7 @@ impl Database {
         let shared = Arc::new(SharedLink {
             config,
             database: Mutex::new(None),
-            reachable: AtomicBool::new(false),
+            state: AtomicU8::new(UNKNOWN),
             failures: AtomicU64::new(0),
         });
         let wake = Arc::new(Notify::new());
@@ -342,7 +352,7 @@ impl Database {
     pub fn shared_reachable(&self) -> bool {
         self.replication
             .as_ref()
-            .is_some_and(|replication| replication.shared.reachable.load(Ordering::SeqCst))
+            .is_some_and(|replication| replication.shared.state.load(Ordering::SeqCst) == UP)
     }
 
     /// Writes queued and not yet confirmed by the shared database (0 without
@@ -482,7 +492,7 @@ impl Database {
         let Some(replication) = self
             .replication
             .as_ref()
-            .filter(|_| self.shared_reachable())
+            .filter(|replication| replication.shared.state.load(Ordering::SeqCst) != DOWN)
         else {
             return Ok((
                 Box::pin(local.search_knowledge_hybrid(query, vector, limit)).await?,
@@ -533,7 +543,7 @@ impl Database {
         let Some(replication) = self
             .replication
             .as_ref()
-            .filter(|_| self.shared_reachable())
+            .filter(|replication| replication.shared.state.load(Ordering::SeqCst) != DOWN)
         else {
             return Ok((
                 Box::pin(local.search_knowledge(query, limit)).await?,
@@ -631,7 +641,7 @@ async fn push_batch(local: &Database, shared: &SharedLink) -> Result<Pushed> {
         .await
         .map_err(query)?;
     let Some(last) = rows.last() else {
-        if shared.reachable.load(Ordering::SeqCst) {
+        if shared.state.load(Ordering::SeqCst) == UP {
             return Ok(Pushed::Nothing);
         }
         // Nothing to send, but searches wait for word that the shared database is back.

@@ -433,4 +433,17 @@ async fn what_is_queued_at_close_is_sent_by_the_next_start() {
             reopened.thread_messages(thread.id).await.unwrap()
         );
     }
+    // A store that just started (a CLI command) asks the shared database at once, not
+    // only once the background task has found it.
+    let other = SqliteFile::new().unwrap();
+    let fresh = Database::open_sqlite(other.path())
+        .await
+        .unwrap()
+        .replicate_to(ReplicationConfig::new(&shared_url))
+        .unwrap();
+    let (hits, source) = fresh.search_knowledge_sourced("disk", 10).await.unwrap();
+    assert_eq!(source, SearchSource::Shared);
+    assert_eq!(hits.len(), 4);
+    assert_eq!(fresh.search_knowledge("disk", 10).await.unwrap().len(), 4);
+    fresh.close().await;
 }
