@@ -421,7 +421,12 @@ impl Database {
     /// Sends what is queued for at most `timeout` (less when the shared database turns
     /// out to be down), then stops sending.
     pub(crate) async fn finish_replication(&self, timeout: Duration) {
-        if self.replication.is_none() {
+        // Stopped already (closed twice, or by another clone): nothing would send.
+        if self
+            .replication
+            .as_ref()
+            .is_none_or(|replication| replication.shutdown.is_cancelled())
+        {
             return;
         }
         match self.flush_until(timeout, true).await {
