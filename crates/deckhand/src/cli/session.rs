@@ -72,7 +72,9 @@ impl Session {
 /// its own cluster client configuration.
 #[derive(Default)]
 pub struct Parts {
-    /// The store to use instead of `database_url` / the SQLite file.
+    /// The store to use instead of `database_url` / the SQLite file, as given
+    /// (`shared_database_url` is not applied to it: replicate it with
+    /// `Database::replicate_to` before passing it).
     pub database: Option<Database>,
     /// The cluster to work on instead of `KUBECONFIG` / the in-cluster config;
     /// [`Cluster::None`] runs without one.
