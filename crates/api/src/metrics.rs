@@ -162,6 +162,10 @@ struct Families {
     alerts: Family<ReasonLabels, Counter>,
     websocket_sessions: Gauge,
     websocket_slow_closes: Counter,
+    /// Registered at the first report: a store that is not replicated shows none.
+    replication_registered: std::sync::Once,
+    replication_pending: Gauge,
+    shared_reachable: Gauge,
 }
 
 /// A handle on deckhand's metrics; clones share them.
@@ -205,6 +209,9 @@ impl Metrics {
             alerts: Family::default(),
             websocket_sessions: Gauge::default(),
             websocket_slow_closes: Counter::default(),
+            replication_registered: std::sync::Once::new(),
+            replication_pending: Gauge::default(),
+            shared_reachable: Gauge::default(),
         };
         let f = &families;
         registry.register(
@@ -458,6 +465,29 @@ impl Metrics {
             .inc();
     }
 
+    /// The state of the store's replication to a shared database: `pending` writes
+    /// queued, and whether the shared database answered last. The gauges
+    /// (`deckhand_store_replication_pending`, `deckhand_store_shared_database_reachable`)
+    /// appear with the first report.
+    pub fn store_replication(&self, pending: i64, shared_reachable: bool) {
+        let f = &self.families;
+        f.replication_registered.call_once(|| {
+            let mut registry = self.lock();
+            registry.register(
+                "store_replication_pending",
+                "Writes queued in the local store for the shared database",
+                f.replication_pending.clone(),
+            );
+            registry.register(
+                "store_shared_database_reachable",
+                "1 when the last exchange with the shared database succeeded, else 0",
+                f.shared_reachable.clone(),
+            );
+        });
+        f.replication_pending.set(pending);
+        f.shared_reachable.set(i64::from(shared_reachable));
+    }
+
     pub(crate) fn websocket_opened(&self) {
         self.families.websocket_sessions.inc();
     }
@@ -554,5 +584,22 @@ mod tests {
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             assert!(line.starts_with("deckhand_"), "{line}");
         }
+    }
+
+    #[test]
+    fn replication_gauges_appear_with_the_first_report_only() {
+        let metrics = Metrics::new();
+        assert!(!metrics.encode().contains("replication"));
+        metrics.store_replication(7, false);
+        metrics.store_replication(3, true);
+        let text = metrics.encode();
+        assert!(
+            text.contains("deckhand_store_replication_pending 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deckhand_store_shared_database_reachable 1"),
+            "{text}"
+        );
     }
 }

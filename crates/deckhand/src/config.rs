@@ -43,6 +43,9 @@ pub struct Config {
     /// A database URL (`postgres://...` or `sqlite:...`); `None` uses
     /// `DATA_DIR/deckhand.db`.
     pub database_url: Option<String>,
+    /// The PostgreSQL shared by several clusters (`postgres://...`) that the local
+    /// SQLite store is replicated to (docs/STORE.md); `None` keeps everything local.
+    pub shared_database_url: Option<String>,
     /// The policy engine's user policies and guard settings.
     pub policy: PolicyConfig,
     /// The LLM backends and which agent uses which (docs/LLM.md); environment variables
@@ -149,6 +152,7 @@ impl Default for Config {
             plugin_dirs: Vec::new(),
             limits: SandboxLimits::default(),
             database_url: None,
+            shared_database_url: None,
             policy: PolicyConfig::default(),
             llm: deckhand_llm::LlmConfig::default(),
             api: deckhand_api::ApiConfig::default(),
@@ -170,6 +174,7 @@ impl Default for Config {
 /// data_dir = "data"
 /// workspace = "workspace"
 /// # database_url = "postgres://deckhand@db/deckhand"
+/// # shared_database_url = "postgres://deckhand@shared-db/deckhand"
 ///
 /// [tools]
 /// builtin_dir = "tools-wasm/dist"
@@ -192,6 +197,8 @@ pub struct FileConfig {
     pub workspace: Option<PathBuf>,
     /// `postgres://...` or `sqlite:...`.
     pub database_url: Option<String>,
+    /// `postgres://...`: the shared database the local store is replicated to.
+    pub shared_database_url: Option<String>,
     /// `[tools]`.
     #[serde(default)]
     pub tools: FileTools,
@@ -333,6 +340,9 @@ impl FileConfig {
         if let Some(url) = self.database_url {
             config.database_url = Some(url);
         }
+        if let Some(url) = self.shared_database_url {
+            config.shared_database_url = Some(url);
+        }
         let tools = self.tools;
         if let Some(dir) = tools.builtin_dir {
             config.builtin_tools_dir = resolve(dir);
@@ -434,6 +444,28 @@ impl Config {
         Ok(config)
     }
 
+    /// What is wrong with `shared_database_url`, if anything: it must name a PostgreSQL
+    /// server, and it replicates the local SQLite store only.
+    pub fn shared_database_problem(&self) -> Option<String> {
+        let url = self.shared_database_url.as_deref()?;
+        if !["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return Some(
+                "shared database URL must start with postgres:// or postgresql://".to_owned(),
+            );
+        }
+        match &self.database_url {
+            Some(local) if !local.starts_with("sqlite:") => Some(
+                "shared_database_url replicates a local SQLite store: database_url must be \
+                 unset or sqlite:... (a PostgreSQL database_url is shared already)"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+
     /// The SQLite file used when no database URL is given.
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.join("deckhand.db")
@@ -492,6 +524,7 @@ impl Config {
                 );
             }
         }
+        problems.extend(self.shared_database_problem());
         let limits = &self.limits;
         if limits.time_limit < Duration::from_millis(10) {
             problems.push("tools.time_limit_ms must be at least 10".to_owned());
@@ -586,6 +619,28 @@ mod tests {
             panic!("expected invalid config");
         };
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn a_shared_database_is_postgres_and_replicates_a_local_sqlite_store() {
+        let file = FileConfig::parse("shared_database_url = \"postgres://deckhand@shared/db\"\n")
+            .expect("parses");
+        let mut config = Config::default();
+        file.apply(Path::new("."), &mut config).expect("applies");
+        assert_eq!(
+            config.shared_database_url.as_deref(),
+            Some("postgres://deckhand@shared/db")
+        );
+        assert_eq!(config.shared_database_problem(), None);
+        config.database_url = Some("sqlite:///var/lib/deckhand/deckhand.db".into());
+        assert_eq!(config.shared_database_problem(), None);
+        config.database_url = Some("postgres://deckhand@db/deckhand".into());
+        let problem = config.shared_database_problem().expect("refused");
+        assert!(problem.contains("SQLite"), "{problem}");
+        config.database_url = None;
+        config.shared_database_url = Some("sqlite:shared.db".into());
+        let problem = config.shared_database_problem().expect("refused");
+        assert!(problem.contains("postgres://"), "{problem}");
     }
 
     #[test]

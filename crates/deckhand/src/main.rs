@@ -126,6 +126,10 @@ struct StoreArgs {
     /// Database URL (postgres://... or sqlite:...); default: DATA_DIR/deckhand.db.
     #[arg(long, env = "DECKHAND_DATABASE_URL")]
     database_url: Option<String>,
+    /// A PostgreSQL shared by several clusters (postgres://...) that the local SQLite
+    /// store is replicated to; writes queue locally while it is unreachable.
+    #[arg(long, env = "DECKHAND_SHARED_DATABASE_URL")]
+    shared_database_url: Option<String>,
 }
 
 impl StoreArgs {
@@ -136,6 +140,9 @@ impl StoreArgs {
         }
         if let Some(url) = self.database_url {
             config.database_url = Some(url);
+        }
+        if let Some(url) = self.shared_database_url {
+            config.shared_database_url = Some(url);
         }
         Ok(config)
     }
@@ -297,6 +304,10 @@ struct ServeArgs {
     /// Database URL (postgres://... or sqlite:...); default: DATA_DIR/deckhand.db.
     #[arg(long, env = "DECKHAND_DATABASE_URL")]
     database_url: Option<String>,
+    /// A PostgreSQL shared by several clusters (postgres://...) that the local SQLite
+    /// store is replicated to; writes queue locally while it is unreachable.
+    #[arg(long, env = "DECKHAND_SHARED_DATABASE_URL")]
+    shared_database_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -427,6 +438,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(url) = args.database_url {
                 config.database_url = Some(url);
+            }
+            if let Some(url) = args.shared_database_url {
+                config.shared_database_url = Some(url);
             }
             args.tools.apply(&mut config);
             let listener = tokio::net::TcpListener::bind(config.listen)

@@ -87,6 +87,13 @@ pub async fn serve(
         .add_sink(llm_usage_sink(database.clone(), metrics.clone()));
     let service = Arc::new(Service::new(conductor.clone(), &config.policy.dirs));
     let stop = CancellationToken::new();
+    let replication_gauges = database.is_replicated().then(|| {
+        tokio::spawn(report_replication(
+            database.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ))
+    });
     let router = Api::new(
         service.clone(),
         Arc::new(tokens),
@@ -135,6 +142,9 @@ pub async fn serve(
     if let Some(heartbeat) = heartbeat {
         let _ = heartbeat.await;
     }
+    if let Some(gauges) = replication_gauges {
+        let _ = gauges.await;
+    }
     service.drain().await;
     drop(service);
     match Arc::try_unwrap(conductor) {
@@ -143,6 +153,28 @@ pub async fn serve(
     }
     tracing::info!("deckhand stopped");
     Ok(())
+}
+
+/// How often `/metrics` learns the replication queue's length.
+const REPLICATION_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps `/metrics` told how many writes wait for the shared database and whether it
+/// answers, until `stop`.
+async fn report_replication(
+    database: deckhand_store::Database,
+    metrics: deckhand_api::Metrics,
+    stop: CancellationToken,
+) {
+    loop {
+        match database.replication_pending().await {
+            Ok(pending) => metrics.store_replication(pending, database.shared_reachable()),
+            Err(error) => tracing::debug!(%error, "cannot count the replication queue"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(REPLICATION_REPORT_INTERVAL) => {}
+        }
+    }
 }
 
 /// Every model call is kept per thread in the store (`llm_usage`) and counted in

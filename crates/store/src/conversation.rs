@@ -4,6 +4,7 @@
 use crate::audit::append_audit_in;
 use crate::database::{next_counter, now_micros, timestamp, Database};
 use crate::error::{Error, Result};
+use crate::replicated::Replicated;
 use deckhand_runtime::audit::AuditEntry;
 use deckhand_runtime::thread::CLOSING_SCORE;
 use deckhand_runtime::{
@@ -19,7 +20,13 @@ impl Database {
     /// # Errors
     /// [`Error::Query`].
     pub async fn insert_message(&self, message: &Message) -> Result<()> {
-        insert_message_with(&self.pool, message).await
+        const CONTEXT: &str = "adding a message";
+        let mut transaction = self.begin_write(CONTEXT).await?;
+        insert_message_with(&mut *transaction, message).await?;
+        self.commit_write(transaction, CONTEXT, || {
+            vec![Replicated::Message(message.clone())]
+        })
+        .await
     }
 
     /// The thread's messages, oldest first.
@@ -49,13 +56,13 @@ impl Database {
     /// [`Error::InvalidRating`] for a score above 100, [`Error::ThreadNotFound`],
     /// [`Error::Query`].
     pub async fn insert_rating(&self, rating: &Rating) -> Result<()> {
-        let query = |source| Error::Query {
-            context: "rating a thread",
-            source,
-        };
-        let mut transaction = self.pool.begin().await.map_err(query)?;
+        const CONTEXT: &str = "rating a thread";
+        let mut transaction = self.begin_write(CONTEXT).await?;
         insert_rating_in(&mut transaction, rating, Audited::Yes).await?;
-        transaction.commit().await.map_err(query)
+        self.commit_write(transaction, CONTEXT, || {
+            vec![Replicated::Rating(rating.clone())]
+        })
+        .await
     }
 
     /// The thread's ratings, oldest first.
@@ -99,7 +106,13 @@ impl Database {
     /// # Errors
     /// [`Error::ThreadNotFound`], [`Error::Query`].
     pub async fn update_thread_status(&self, thread: ThreadId, status: ThreadStatus) -> Result<()> {
-        update_thread_status_with(&self.pool, thread, status).await
+        const CONTEXT: &str = "setting a thread's status";
+        let mut transaction = self.begin_write(CONTEXT).await?;
+        update_thread_status_with(&mut *transaction, thread, status).await?;
+        self.commit_write(transaction, CONTEXT, || {
+            vec![Replicated::ThreadStatus { thread, status }]
+        })
+        .await
     }
 
     /// Records an approval and audits it, in one transaction; the same approval (same
@@ -108,13 +121,13 @@ impl Database {
     /// # Errors
     /// [`Error::Query`].
     pub async fn insert_approval(&self, approval: &ApprovalRecord) -> Result<()> {
-        let query = |source| Error::Query {
-            context: "recording an approval",
-            source,
-        };
-        let mut transaction = self.pool.begin().await.map_err(query)?;
+        const CONTEXT: &str = "recording an approval";
+        let mut transaction = self.begin_write(CONTEXT).await?;
         insert_approval_in(&mut transaction, approval, Audited::Yes).await?;
-        transaction.commit().await.map_err(query)
+        self.commit_write(transaction, CONTEXT, || {
+            vec![Replicated::Approval(approval.clone())]
+        })
+        .await
     }
 
     /// The approvals of a plan, oldest first.

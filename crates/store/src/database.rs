@@ -25,6 +25,9 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 /// How long to wait for a connection before reporting the database unreachable.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long closing a replicated store waits for its queue to reach the shared database.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a [`Database`] connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectOptions {
@@ -105,6 +108,8 @@ pub struct Database {
     backend: Backend,
     pub(crate) search_options: SearchOptions,
     pub(crate) hybrid_options: crate::embeddings::HybridOptions,
+    /// The link to the shared database, when this store is replicated to one.
+    pub(crate) replication: Option<std::sync::Arc<crate::replicated::Replication>>,
 }
 
 impl Database {
@@ -177,6 +182,7 @@ impl Database {
             backend,
             search_options: SearchOptions::default(),
             hybrid_options: crate::embeddings::HybridOptions::default(),
+            replication: None,
         })
     }
 
@@ -235,13 +241,22 @@ impl Database {
             })
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pool, waiting for connections to be returned. A replicated store first
+    /// sends what is queued, for at most [`CLOSE_FLUSH_TIMEOUT`] (less when the shared
+    /// database is down: the rest is sent at the next start), and stops replicating.
     pub async fn close(&self) {
+        self.finish_replication(CLOSE_FLUSH_TIMEOUT).await;
         self.pool.close().await;
     }
 
     async fn insert_thread(&self, thread: &Thread) -> Result<()> {
-        insert_thread_with(&self.pool, thread).await
+        const CONTEXT: &str = "creating a thread";
+        let mut transaction = self.begin_write(CONTEXT).await?;
+        insert_thread_with(&mut *transaction, thread).await?;
+        self.commit_write(transaction, CONTEXT, || {
+            vec![crate::replicated::Replicated::Thread(thread.clone())]
+        })
+        .await
     }
 
     async fn select_thread(&self, id: ThreadId) -> Result<Option<Thread>> {

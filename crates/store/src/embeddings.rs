@@ -12,6 +12,7 @@
 use crate::database::{now_micros, Database};
 use crate::error::{Error, Result};
 use crate::knowledge::{entry_from_row, ENTRY_COLUMNS};
+use crate::replicated::Replicated;
 use deckhand_runtime::knowledge::{KnowledgeEntry, SearchOptions};
 use sqlx::{Any, Row};
 use std::collections::HashMap;
@@ -215,10 +216,15 @@ impl Database {
         id: uuid::Uuid,
         embedding: &Embedding,
     ) -> Result<()> {
-        match upsert_embedding_with(&self.pool, id, embedding).await? {
-            true => Ok(()),
-            false => Err(Error::KnowledgeNotFound { id }),
+        const CONTEXT: &str = "storing a knowledge entry's embedding";
+        let mut transaction = self.begin_write(CONTEXT).await?;
+        if !upsert_embedding_with(&mut *transaction, id, embedding).await? {
+            return Err(Error::KnowledgeNotFound { id });
         }
+        self.commit_write(transaction, CONTEXT, || {
+            vec![Replicated::embedding(id, embedding)]
+        })
+        .await
     }
 
     /// Stores many entries' embeddings in one transaction (re-embedding what was stored
@@ -231,19 +237,17 @@ impl Database {
         &self,
         embeddings: &[(uuid::Uuid, Embedding)],
     ) -> Result<usize> {
-        let query = |source| Error::Query {
-            context: "storing knowledge embeddings",
-            source,
-        };
-        let mut transaction = self.pool.begin().await.map_err(query)?;
-        let mut stored = 0;
+        const CONTEXT: &str = "storing knowledge embeddings";
+        let mut transaction = self.begin_write(CONTEXT).await?;
+        let mut stored = Vec::new();
         for (id, embedding) in embeddings {
             if upsert_embedding_with(&mut *transaction, *id, embedding).await? {
-                stored += 1;
+                stored.push(Replicated::embedding(*id, embedding));
             }
         }
-        transaction.commit().await.map_err(query)?;
-        Ok(stored)
+        let count = stored.len();
+        self.commit_write(transaction, CONTEXT, || stored).await?;
+        Ok(count)
     }
 
     /// The embedding stored for entry `id`, if any.
@@ -291,6 +295,12 @@ impl Database {
         vector: Option<&Embedding>,
         limit: u32,
     ) -> Result<Vec<HybridHit>> {
+        if self.is_replicated() {
+            return Ok(self
+                .search_knowledge_hybrid_sourced(query, vector, limit)
+                .await?
+                .0);
+        }
         if limit == 0 {
             return Ok(Vec::new());
         }

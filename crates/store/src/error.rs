@@ -74,6 +74,18 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// Only a local SQLite store, not yet replicated, can be replicated to a shared
+    /// database.
+    #[error(
+        "only an SQLite store not replicated yet can be replicated to a shared database \
+         (this one: {backend:?}, replicated: {replicated})"
+    )]
+    ReplicationSource {
+        /// The store's backend.
+        backend: crate::Backend,
+        /// Whether it is replicated already.
+        replicated: bool,
+    },
     /// A value could not be written as JSON.
     #[error("cannot encode {what} as JSON")]
     Encode {

@@ -10,7 +10,6 @@
 use crate::conversation::json_column;
 use crate::database::{timestamp, Database};
 use crate::error::{Error, Result};
-use crate::replicated::ReplicatedStore;
 use chrono::{DateTime, Utc};
 use deckhand_runtime::heartbeat::{HeartbeatLedger, HeartbeatRecord, RunOutcome};
 use sqlx::any::AnyRow;
@@ -226,43 +225,5 @@ impl HeartbeatLedger for Database {
 
     async fn records(&self) -> deckhand_runtime::Result<Vec<HeartbeatRecord>> {
         Ok(self.heartbeat_records().await?)
-    }
-}
-
-/// Heartbeat runs belong to the cluster that ran them: kept in the local store.
-impl HeartbeatLedger for ReplicatedStore {
-    async fn register(
-        &self,
-        task: &str,
-        now: DateTime<Utc>,
-    ) -> deckhand_runtime::Result<HeartbeatRecord> {
-        self.local().register(task, now).await
-    }
-
-    async fn record_start(
-        &self,
-        task: &str,
-        scheduled_for: DateTime<Utc>,
-        started_at: DateTime<Utc>,
-    ) -> deckhand_runtime::Result<bool> {
-        self.local()
-            .record_start(task, scheduled_for, started_at)
-            .await
-    }
-
-    async fn record_finish(
-        &self,
-        task: &str,
-        scheduled_for: DateTime<Utc>,
-        finished_at: DateTime<Utc>,
-        outcome: &RunOutcome,
-    ) -> deckhand_runtime::Result<()> {
-        self.local()
-            .record_finish(task, scheduled_for, finished_at, outcome)
-            .await
-    }
-
-    async fn records(&self) -> deckhand_runtime::Result<Vec<HeartbeatRecord>> {
-        self.local().records().await
     }
 }

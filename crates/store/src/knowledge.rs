@@ -6,6 +6,7 @@
 use crate::conversation::{json_column, thread_column, uuid_column};
 use crate::database::{now_micros, timestamp, Backend, Database};
 use crate::error::{Error, Result};
+use crate::replicated::Replicated;
 use deckhand_runtime::knowledge::{query_terms, KnowledgeEntry, KnowledgeHit, KnowledgeStore};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
@@ -72,7 +73,13 @@ impl Database {
     /// # Errors
     /// [`Error::Query`], [`Error::Encode`].
     pub async fn upsert_knowledge_entry(&self, entry: &KnowledgeEntry) -> Result<()> {
-        upsert_knowledge_with(&self.pool, entry).await
+        const CONTEXT: &str = "storing a knowledge entry";
+        let mut transaction = self.begin_write(CONTEXT).await?;
+        upsert_knowledge_with(&mut *transaction, entry).await?;
+        self.commit_write(transaction, CONTEXT, || {
+            vec![Replicated::Knowledge(entry.clone())]
+        })
+        .await
     }
 
     /// Stores many entries in one transaction (bulk loads: imports, the benchmark).
@@ -80,15 +87,15 @@ impl Database {
     /// # Errors
     /// [`Error::Query`], [`Error::Encode`]; nothing is stored then.
     pub async fn upsert_knowledge_batch(&self, entries: &[KnowledgeEntry]) -> Result<()> {
-        let query = |source| Error::Query {
-            context: "storing knowledge entries",
-            source,
-        };
-        let mut transaction = self.pool.begin().await.map_err(query)?;
+        const CONTEXT: &str = "storing knowledge entries";
+        let mut transaction = self.begin_write(CONTEXT).await?;
         for entry in entries {
             upsert_knowledge_with(&mut *transaction, entry).await?;
         }
-        transaction.commit().await.map_err(query)
+        self.commit_write(transaction, CONTEXT, || {
+            entries.iter().cloned().map(Replicated::Knowledge).collect()
+        })
+        .await
     }
 
     /// The thread's knowledge entries.
@@ -123,6 +130,9 @@ impl Database {
     /// # Errors
     /// [`Error::Query`], [`Error::CorruptRow`].
     pub async fn search_knowledge(&self, query: &str, limit: u32) -> Result<Vec<KnowledgeHit>> {
+        if self.is_replicated() {
+            return Ok(self.search_knowledge_sourced(query, limit).await?.0);
+        }
         let terms = query_terms(query);
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());

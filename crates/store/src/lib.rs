@@ -13,8 +13,9 @@
 //! - [`embeddings`]: an embedding vector per knowledge entry, and the hybrid search that
 //!   fuses full text with cosine similarity.
 //! - [`usage`]: LLM usage per call and per thread, with totals.
-//! - [`replicated`]: [`ReplicatedStore`]: a local SQLite store whose writes are copied to
-//!   a shared PostgreSQL through an outbox, working on while PostgreSQL is unreachable.
+//! - [`replicated`]: [`Database::replicate_to`]: a local SQLite store whose writes are
+//!   copied to a shared PostgreSQL through an outbox, working on while PostgreSQL is
+//!   unreachable.
 //! - [`error`]: this crate's error type.
 //!
 //! Migrations live in `migrations/` (both backends) and `migrations/sqlite`,
@@ -39,5 +40,5 @@ pub mod usage;
 pub use database::{Backend, ConnectOptions, Database};
 pub use embeddings::{Embedding, HybridHit, HybridOptions};
 pub use error::{Error, Result};
-pub use replicated::{ReplicatedStore, ReplicationConfig, SearchSource};
+pub use replicated::{ReplicationConfig, SearchSource};
 pub use usage::{LlmUsage, LlmUsageGroup, LlmUsageTotals, ThreadLlmUsage};

@@ -1,33 +1,31 @@
-//! A store for one cluster of many: every write lands in the cluster's local SQLite and,
-//! in the same transaction, in an outbox; a background task copies the outbox to the
-//! shared PostgreSQL with idempotent upserts (every row has a UUID), deleting what was
-//! sent. While PostgreSQL is unreachable writes go on locally and queue; they are sent
-//! when it is back. A crash between sending and deleting sends a batch twice, which the
+//! A store for one cluster of many ([`Database::replicate_to`]): every replicated write
+//! lands in the cluster's local SQLite and, in the same transaction, in an outbox; a
+//! background task copies the outbox to the shared PostgreSQL with idempotent upserts
+//! (every row has a UUID), deleting what was sent. While PostgreSQL is unreachable writes
+//! go on locally and queue; they are sent when it is back. A crash between sending and deleting sends a batch twice, which the
 //! upserts absorb: nothing is lost, nothing is doubled.
 //!
 //! Replicated: threads, messages, ratings, statuses, approvals, knowledge entries and
 //! their embeddings, and LLM usage.
 //!
 //! Knowledge searches ask the shared database (every cluster's knowledge) when it
-//! answers, else the local copy (this cluster's). The audit log, event logs, snapshots
-//! and tokens stay local: they belong to the cluster that made them.
+//! answers, else the local copy (this cluster's). The audit log, event logs, snapshots,
+//! tokens, plans and heartbeat runs stay local: they belong to the cluster that made
+//! them.
 
 use crate::conversation::{
     insert_approval_in, insert_message_with, insert_rating_in, update_thread_status_with, Audited,
 };
-use crate::database::{insert_thread_with, now_micros, ConnectOptions, Database};
+use crate::database::{now_micros, ConnectOptions, Database};
 use crate::embeddings::{upsert_embedding_with, Embedding, HybridHit};
 use crate::error::{Error, Result};
 use crate::knowledge::upsert_knowledge_with;
 use crate::usage::{record_llm_usage_with, LlmUsage};
-use deckhand_runtime::knowledge::{KnowledgeEntry, KnowledgeHit, KnowledgeStore};
-use deckhand_runtime::{
-    ApprovalRecord, ConversationStore, Message, PlanId, Rating, Thread, ThreadId, ThreadStatus,
-    ThreadStore,
-};
+use deckhand_runtime::knowledge::{KnowledgeEntry, KnowledgeHit};
+use deckhand_runtime::{ApprovalRecord, Message, Rating, Thread, ThreadId, ThreadStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
@@ -76,7 +74,7 @@ impl ReplicationConfig {
 /// One queued write.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
-enum Replicated {
+pub(crate) enum Replicated {
     Thread(Thread),
     ThreadStatus {
         thread: ThreadId,
@@ -101,6 +99,19 @@ enum Replicated {
 }
 
 impl Replicated {
+    /// The write of `embedding` for knowledge entry `id`.
+    pub(crate) fn embedding(id: uuid::Uuid, embedding: &Embedding) -> Self {
+        Self::KnowledgeEmbedding {
+            knowledge_id: id,
+            model: embedding.model.clone(),
+            bits: embedding
+                .vector
+                .iter()
+                .map(|value| value.to_bits())
+                .collect(),
+        }
+    }
+
     fn entity_id(&self) -> String {
         match self {
             Self::Thread(thread) => thread.id.to_string(),
@@ -205,12 +216,23 @@ async fn enqueue(transaction: &mut sqlx::Transaction<'_, Any>, write: &Replicate
     Ok(())
 }
 
+/// No exchange with the shared database yet: searches try it.
+const UNKNOWN: u8 = 0;
+/// The last exchange with the shared database succeeded.
+const UP: u8 = 1;
+/// The last exchange with the shared database failed: searches skip it until the
+/// background task (which retries every interval) finds it back.
+const DOWN: u8 = 2;
+
 /// The connection to the shared database, made lazily and remade after outages.
 #[derive(Debug)]
 struct SharedLink {
     config: ReplicationConfig,
     database: Mutex<Option<Database>>,
-    reachable: AtomicBool,
+    /// [`UNKNOWN`], [`UP`] or [`DOWN`]: what the last exchange said.
+    state: AtomicU8,
+    /// Failed attempts to send, so far: a flush at shutdown stops at the first new one.
+    failures: AtomicU64,
 }
 
 impl SharedLink {
@@ -232,8 +254,9 @@ impl SharedLink {
     }
 
     fn mark(&self, reachable: bool) {
-        let was = self.reachable.swap(reachable, Ordering::SeqCst);
-        if was != reachable {
+        let state = if reachable { UP } else { DOWN };
+        let was = self.state.swap(state, Ordering::SeqCst);
+        if was != state {
             match reachable {
                 true => {
                     tracing::info!(url = %crate::database::redact(&self.config.shared_url), "shared database reachable")
@@ -246,67 +269,100 @@ impl SharedLink {
     }
 }
 
-/// A cluster's store: local SQLite, replicated to a shared PostgreSQL.
-///
-/// Implements every store trait of the runtime: threads, conversations and knowledge are
-/// replicated; plans, audit, snapshots, events and tokens are served by the local store
-/// alone ([`ReplicatedStore::local`]).
+/// A store's replication: the link to the shared database and the task that sends the
+/// outbox there. Shared by every clone of the [`Database`] it is attached to; the task
+/// stops when the last clone goes (or at [`Database::close`]).
 #[derive(Debug)]
-pub struct ReplicatedStore {
-    local: Database,
+pub(crate) struct Replication {
     shared: Arc<SharedLink>,
     wake: Arc<Notify>,
-    drained: Arc<Notify>,
+    attempted: Arc<Notify>,
     shutdown: CancellationToken,
     pusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-impl ReplicatedStore {
-    /// Starts replicating `local` (an SQLite store) to the shared database. Does not
-    /// wait for the shared database: it may be down now and come up later.
-    pub fn start(local: Database, config: ReplicationConfig) -> Self {
+impl Drop for Replication {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Database {
+    /// This store (an SQLite one), replicated to the shared PostgreSQL of `config`: from
+    /// now on threads, messages, ratings, statuses, approvals, knowledge entries and
+    /// their embeddings, and LLM usage written through it (or any clone of it) are also
+    /// queued, in the same local transaction, and a background task sends the queue to
+    /// the shared database; knowledge searches ask the shared database first. Does not
+    /// wait for the shared database: it may be down now and come up later. Needs a
+    /// Tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::ReplicationSource`] when this store is not SQLite (a PostgreSQL store is
+    /// already shared) or is already replicated.
+    pub fn replicate_to(mut self, config: ReplicationConfig) -> Result<Self> {
+        if self.backend() != crate::Backend::Sqlite || self.replication.is_some() {
+            return Err(Error::ReplicationSource {
+                backend: self.backend(),
+                replicated: self.replication.is_some(),
+            });
+        }
         let shared = Arc::new(SharedLink {
             config,
             database: Mutex::new(None),
-            reachable: AtomicBool::new(false),
+            state: AtomicU8::new(UNKNOWN),
+            failures: AtomicU64::new(0),
         });
         let wake = Arc::new(Notify::new());
-        let drained = Arc::new(Notify::new());
+        let attempted = Arc::new(Notify::new());
         let shutdown = CancellationToken::new();
+        // The task gets the store without the link, so it does not keep the link alive.
         let pusher = tokio::spawn(push_loop(
-            local.clone(),
+            self.clone(),
             shared.clone(),
             wake.clone(),
-            drained.clone(),
+            attempted.clone(),
             shutdown.clone(),
         ));
-        Self {
-            local,
+        self.replication = Some(Arc::new(Replication {
             shared,
             wake,
-            drained,
+            attempted,
             shutdown,
             pusher: Mutex::new(Some(pusher)),
-        }
+        }));
+        Ok(self)
     }
 
-    /// The local store (plans, audit, snapshots, events, tokens live only here).
-    pub fn local(&self) -> &Database {
-        &self.local
+    /// Whether writes are replicated to a shared database.
+    pub fn is_replicated(&self) -> bool {
+        self.replication.is_some()
     }
 
-    /// Whether the last exchange with the shared database succeeded.
+    /// The same store without its replication: writes through it stay local, searches
+    /// ask the local copy only.
+    #[must_use]
+    pub fn local(&self) -> Self {
+        let mut local = self.clone();
+        local.replication = None;
+        local
+    }
+
+    /// Whether the last exchange with the shared database succeeded (`false` without
+    /// replication).
     pub fn shared_reachable(&self) -> bool {
-        self.shared.reachable.load(Ordering::SeqCst)
+        self.replication
+            .as_ref()
+            .is_some_and(|replication| replication.shared.state.load(Ordering::SeqCst) == UP)
     }
 
-    /// Writes queued and not yet confirmed by the shared database.
+    /// Writes queued and not yet confirmed by the shared database (0 without
+    /// replication, unless an earlier replicated run left some).
     ///
     /// # Errors
     /// [`Error::Query`].
-    pub async fn pending(&self) -> Result<i64> {
+    pub async fn replication_pending(&self) -> Result<i64> {
         sqlx::query("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.local.pool)
+            .fetch_one(&self.pool)
             .await
             .and_then(|row| row.try_get::<i64, _>(0))
             .map_err(|source| Error::Query {
@@ -315,271 +371,205 @@ impl ReplicatedStore {
             })
     }
 
-    /// Waits until every queued write has been sent, or `timeout` passes; returns how
-    /// many are still queued.
+    /// Waits until every queued write has been sent, or `timeout` passes (however often
+    /// sending fails meanwhile); returns how many are still queued.
     ///
     /// # Errors
     /// [`Error::Query`].
-    pub async fn flush(&self, timeout: Duration) -> Result<i64> {
+    pub async fn flush_replication(&self, timeout: Duration) -> Result<i64> {
+        self.flush_until(timeout, false).await
+    }
+
+    /// [`Database::flush_replication`], giving up early when `give_up_on_failure` and
+    /// an attempt fails after the flush began (the shared database is down: what is
+    /// queued waits for the next start rather than for the timeout).
+    async fn flush_until(&self, timeout: Duration, give_up_on_failure: bool) -> Result<i64> {
+        let Some(replication) = &self.replication else {
+            return self.replication_pending().await;
+        };
         let deadline = tokio::time::Instant::now() + timeout;
+        let failures = replication.shared.failures.load(Ordering::SeqCst);
         loop {
-            let drained = self.drained.notified();
-            let pending = self.pending().await?;
-            if pending == 0 || tokio::time::Instant::now() >= deadline {
+            let attempted = replication.attempted.notified();
+            let pending = self.replication_pending().await?;
+            let failed = replication.shared.failures.load(Ordering::SeqCst) != failures;
+            if pending == 0
+                || tokio::time::Instant::now() >= deadline
+                || (give_up_on_failure && failed)
+            {
                 return Ok(pending);
             }
-            self.wake.notify_one();
-            let _ = tokio::time::timeout_at(deadline, drained).await;
+            replication.wake.notify_one();
+            let _ = tokio::time::timeout_at(deadline, attempted).await;
         }
     }
 
-    /// Stops the background task (what is queued stays queued for the next start).
-    pub async fn shutdown(&self) {
-        self.shutdown.cancel();
-        if let Some(pusher) = self.pusher.lock().await.take() {
-            let _ = pusher.await;
+    /// Stops sending (what is queued stays queued for the next start). Every clone of
+    /// this store stops replicating; writes through them still queue.
+    pub async fn stop_replication(&self) {
+        if let Some(replication) = &self.replication {
+            replication.shutdown.cancel();
+            if let Some(pusher) = replication.pusher.lock().await.take() {
+                let _ = pusher.await;
+            }
+            if let Some(shared) = replication.shared.database.lock().await.take() {
+                shared.pool.close().await;
+            }
         }
     }
 
-    /// Runs `write` on the local store and queues `replicated` in the same transaction.
-    async fn write<F>(&self, context: &'static str, replicated: Replicated, write: F) -> Result<()>
-    where
-        F: for<'t> FnOnce(
-            &'t mut sqlx::Transaction<'static, Any>,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<()>> + Send + 't>,
-        >,
-    {
-        let query = |source| Error::Query { context, source };
-        let mut transaction = self.local.pool.begin().await.map_err(query)?;
-        write(&mut transaction).await?;
-        enqueue(&mut transaction, &replicated).await?;
-        transaction.commit().await.map_err(query)?;
-        self.wake.notify_one();
+    /// Sends what is queued for at most `timeout` (less when the shared database turns
+    /// out to be down), then stops sending.
+    pub(crate) async fn finish_replication(&self, timeout: Duration) {
+        // Stopped already (closed twice, or by another clone): nothing would send.
+        if self
+            .replication
+            .as_ref()
+            .is_none_or(|replication| replication.shutdown.is_cancelled())
+        {
+            return;
+        }
+        match self.flush_until(timeout, true).await {
+            Ok(0) => {}
+            Ok(pending) => {
+                tracing::warn!(
+                    pending,
+                    "writes still queued for the shared database; they are sent at the next start"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot count the writes queued for the shared database")
+            }
+        }
+        self.stop_replication().await;
+    }
+
+    /// Starts a local write; [`Database::commit_write`] ends it.
+    pub(crate) async fn begin_write(
+        &self,
+        context: &'static str,
+    ) -> Result<sqlx::Transaction<'static, Any>> {
+        let begun = match self.backend() {
+            // IMMEDIATE takes SQLite's write lock now, waiting (busy_timeout) for another
+            // writer; a deferred transaction can instead fail at once with "database is
+            // locked" when it upgrades beside concurrent writers.
+            crate::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            crate::Backend::Postgres => self.pool.begin().await,
+        };
+        begun.map_err(|source| Error::Query { context, source })
+    }
+
+    /// Commits a local write; when replicating, queues `writes()` in the same
+    /// transaction first, so a write is queued exactly when it is stored.
+    pub(crate) async fn commit_write(
+        &self,
+        mut transaction: sqlx::Transaction<'static, Any>,
+        context: &'static str,
+        writes: impl FnOnce() -> Vec<Replicated>,
+    ) -> Result<()> {
+        if self.replication.is_some() {
+            for write in writes() {
+                enqueue(&mut transaction, &write).await?;
+            }
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(|source| Error::Query { context, source })?;
+        if let Some(replication) = &self.replication {
+            replication.wake.notify_one();
+        }
         Ok(())
     }
 
-    /// Creates a thread locally and queues it.
-    ///
-    /// # Errors
-    /// As [`Database`]'s.
-    pub async fn create_thread(&self, thread: &Thread) -> Result<()> {
-        let copy = thread.clone();
-        self.write(
-            "creating a thread",
-            Replicated::Thread(thread.clone()),
-            |tx| Box::pin(async move { insert_thread_with(&mut **tx, &copy).await }),
-        )
-        .await
-    }
-
-    /// Adds a message locally and queues it.
-    ///
-    /// # Errors
-    /// As [`Database`]'s.
-    pub async fn add_message(&self, message: &Message) -> Result<()> {
-        let copy = message.clone();
-        self.write(
-            "storing a message",
-            Replicated::Message(message.clone()),
-            |tx| Box::pin(async move { insert_message_with(&mut **tx, &copy).await }),
-        )
-        .await
-    }
-
-    /// Rates a thread locally (audited there) and queues the rating.
-    ///
-    /// # Errors
-    /// As [`Database::insert_rating`].
-    pub async fn rate_thread(&self, rating: &Rating) -> Result<()> {
-        let copy = rating.clone();
-        self.write(
-            "rating a thread",
-            Replicated::Rating(rating.clone()),
-            |tx| Box::pin(async move { insert_rating_in(tx, &copy, Audited::Yes).await }),
-        )
-        .await
-    }
-
-    /// Sets a thread's status locally and queues the change.
-    ///
-    /// # Errors
-    /// As [`Database::update_thread_status`].
-    pub async fn set_thread_status(&self, thread: ThreadId, status: ThreadStatus) -> Result<()> {
-        self.write(
-            "setting a thread's status",
-            Replicated::ThreadStatus { thread, status },
-            |tx| {
-                Box::pin(async move { update_thread_status_with(&mut **tx, thread, status).await })
-            },
-        )
-        .await
-    }
-
-    /// Records an approval locally (audited there) and queues it.
-    ///
-    /// # Errors
-    /// As [`Database::insert_approval`].
-    pub async fn record_approval(&self, approval: &ApprovalRecord) -> Result<()> {
-        let copy = approval.clone();
-        self.write(
-            "recording an approval",
-            Replicated::Approval(approval.clone()),
-            |tx| Box::pin(async move { insert_approval_in(tx, &copy, Audited::Yes).await }),
-        )
-        .await
-    }
-
-    /// Stores a knowledge entry locally and queues it.
-    ///
-    /// # Errors
-    /// As [`Database::upsert_knowledge_entry`].
-    pub async fn upsert_knowledge(&self, entry: &KnowledgeEntry) -> Result<()> {
-        let copy = entry.clone();
-        self.write(
-            "storing a knowledge entry",
-            Replicated::Knowledge(entry.clone()),
-            |tx| Box::pin(async move { upsert_knowledge_with(&mut **tx, &copy).await }),
-        )
-        .await
-    }
-
-    /// Stores a knowledge entry's embedding locally and queues it.
-    ///
-    /// # Errors
-    /// As [`Database::upsert_knowledge_embedding`].
-    pub async fn upsert_knowledge_embedding(
-        &self,
-        id: uuid::Uuid,
-        embedding: &Embedding,
-    ) -> Result<()> {
-        let copy = embedding.clone();
-        self.write(
-            "storing a knowledge entry's embedding",
-            Replicated::KnowledgeEmbedding {
-                knowledge_id: id,
-                model: embedding.model.clone(),
-                bits: embedding
-                    .vector
-                    .iter()
-                    .map(|value| value.to_bits())
-                    .collect(),
-            },
-            |tx| {
-                Box::pin(async move {
-                    match upsert_embedding_with(&mut **tx, id, &copy).await? {
-                        true => Ok(()),
-                        false => Err(Error::KnowledgeNotFound { id }),
-                    }
-                })
-            },
-        )
-        .await
-    }
-
-    /// Stores one LLM call's usage locally and queues it (under one UUID on both sides).
-    ///
-    /// # Errors
-    /// As [`Database::record_llm_usage`].
-    pub async fn record_llm_usage(&self, usage: &LlmUsage) -> Result<()> {
-        let id = uuid::Uuid::new_v4();
-        let copy = usage.clone();
-        self.write(
-            "storing LLM usage",
-            Replicated::LlmUsage {
-                id,
-                usage: usage.clone(),
-            },
-            |tx| Box::pin(async move { record_llm_usage_with(&mut **tx, id, &copy).await }),
-        )
-        .await
-    }
-
-    /// [`Database::search_knowledge_hybrid`] on the shared database when it answers, else
-    /// on the local copy, as [`ReplicatedStore::search_knowledge`] does; says which.
+    /// [`Database::search_knowledge_hybrid`], saying which database answered: the shared
+    /// one when replicating and it answers, else the local copy.
     ///
     /// # Errors
     /// The local store's errors (the shared one's only make it fall back).
-    pub async fn search_knowledge_hybrid(
+    pub async fn search_knowledge_hybrid_sourced(
         &self,
         query: &str,
         vector: Option<&Embedding>,
         limit: u32,
     ) -> Result<(Vec<HybridHit>, SearchSource)> {
+        let local = self.local();
+        let Some(replication) = self
+            .replication
+            .as_ref()
+            .filter(|replication| replication.shared.state.load(Ordering::SeqCst) != DOWN)
+        else {
+            return Ok((
+                Box::pin(local.search_knowledge_hybrid(query, vector, limit)).await?,
+                SearchSource::Local,
+            ));
+        };
         // A bad vector is the caller's error, not a sign that the shared database is down.
         if let Some(vector) = vector {
             vector.check()?;
         }
-        if !self.shared_reachable() {
-            return Ok((
-                self.local
-                    .search_knowledge_hybrid(query, vector, limit)
-                    .await?,
-                SearchSource::Local,
-            ));
-        }
         let shared = async {
-            let database = self.shared.database().await?;
-            database
-                .with_search_options(self.local.search_options())
-                .with_hybrid_options(self.local.hybrid_options())
-                .search_knowledge_hybrid(query, vector, limit)
-                .await
+            let database = replication.shared.database().await?;
+            let database = database
+                .with_search_options(self.search_options())
+                .with_hybrid_options(self.hybrid_options());
+            Box::pin(database.search_knowledge_hybrid(query, vector, limit)).await
         };
         match shared.await {
             Ok(hits) => {
-                self.shared.mark(true);
+                replication.shared.mark(true);
                 Ok((hits, SearchSource::Shared))
             }
             Err(error) => {
                 tracing::debug!(%error, "searching the local copy of knowledge");
-                self.shared.mark(false);
+                replication.shared.mark(false);
                 Ok((
-                    self.local
-                        .search_knowledge_hybrid(query, vector, limit)
-                        .await?,
+                    Box::pin(local.search_knowledge_hybrid(query, vector, limit)).await?,
                     SearchSource::Local,
                 ))
             }
         }
     }
 
-    /// Searches the shared database when it answers, else the local copy; says which.
-    /// While the shared database is known to be unreachable (the background task probes
-    /// it every retry interval), searches go straight to the local copy.
+    /// [`Database::search_knowledge`], saying which database answered: the shared one
+    /// when replicating and it answers, else the local copy. While the shared database
+    /// is known to be unreachable (the background task probes it every retry interval),
+    /// searches go straight to the local copy: nobody waits for a connection timeout on
+    /// every search.
     ///
     /// # Errors
     /// The local store's errors (the shared one's only make it fall back).
-    pub async fn search_knowledge(
+    pub async fn search_knowledge_sourced(
         &self,
         query: &str,
         limit: u32,
     ) -> Result<(Vec<KnowledgeHit>, SearchSource)> {
-        if !self.shared_reachable() {
-            // Known down (the background task probes it): don't make the person wait
-            // for a connection timeout on every search.
+        let local = self.local();
+        let Some(replication) = self
+            .replication
+            .as_ref()
+            .filter(|replication| replication.shared.state.load(Ordering::SeqCst) != DOWN)
+        else {
             return Ok((
-                self.local.search_knowledge(query, limit).await?,
+                Box::pin(local.search_knowledge(query, limit)).await?,
                 SearchSource::Local,
             ));
-        }
+        };
         let shared = async {
-            let database = self.shared.database().await?;
-            database
-                .with_search_options(self.local.search_options())
-                .search_knowledge(query, limit)
-                .await
+            let database = replication.shared.database().await?;
+            let database = database.with_search_options(self.search_options());
+            Box::pin(database.search_knowledge(query, limit)).await
         };
         match shared.await {
             Ok(hits) => {
-                self.shared.mark(true);
+                replication.shared.mark(true);
                 Ok((hits, SearchSource::Shared))
             }
             Err(error) => {
                 tracing::debug!(%error, "searching the local copy of knowledge");
-                self.shared.mark(false);
+                replication.shared.mark(false);
                 Ok((
-                    self.local.search_knowledge(query, limit).await?,
+                    Box::pin(local.search_knowledge(query, limit)).await?,
                     SearchSource::Local,
                 ))
             }
@@ -596,18 +586,12 @@ pub enum SearchSource {
     Local,
 }
 
-impl Drop for ReplicatedStore {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
 /// Sends the outbox, oldest first, in batches, until told to stop.
 async fn push_loop(
     local: Database,
     shared: Arc<SharedLink>,
     wake: Arc<Notify>,
-    drained: Arc<Notify>,
+    attempted: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let retry = shared.config.retry_interval;
@@ -618,7 +602,7 @@ async fn push_loop(
                 if matches!(pushed, Pushed::Empty) {
                     shared.mark(true);
                 }
-                drained.notify_waiters();
+                attempted.notify_waiters();
                 // A write's notify_one leaves a permit, so one made meanwhile is not missed.
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -629,6 +613,8 @@ async fn push_loop(
             Err(error) => {
                 tracing::debug!(%error, "sending queued writes failed; retrying later");
                 shared.mark(false);
+                shared.failures.fetch_add(1, Ordering::SeqCst);
+                attempted.notify_waiters();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(retry) => {}
@@ -660,7 +646,7 @@ async fn push_batch(local: &Database, shared: &SharedLink) -> Result<Pushed> {
         .await
         .map_err(query)?;
     let Some(last) = rows.last() else {
-        if shared.reachable.load(Ordering::SeqCst) {
+        if shared.state.load(Ordering::SeqCst) == UP {
             return Ok(Pushed::Nothing);
         }
         // Nothing to send, but searches wait for word that the shared database is back.
@@ -699,170 +685,4 @@ async fn push_batch(local: &Database, shared: &SharedLink) -> Result<Pushed> {
     } else {
         Pushed::Empty
     })
-}
-
-impl ThreadStore for ReplicatedStore {
-    async fn create_thread(&self, thread: &Thread) -> deckhand_runtime::Result<()> {
-        Ok(ReplicatedStore::create_thread(self, thread).await?)
-    }
-
-    async fn thread(&self, id: ThreadId) -> deckhand_runtime::Result<Option<Thread>> {
-        self.local.thread(id).await
-    }
-
-    async fn recent_threads(&self, limit: u32) -> deckhand_runtime::Result<Vec<Thread>> {
-        self.local.recent_threads(limit).await
-    }
-}
-
-impl ConversationStore for ReplicatedStore {
-    async fn add_message(&self, message: &Message) -> deckhand_runtime::Result<()> {
-        Ok(ReplicatedStore::add_message(self, message).await?)
-    }
-
-    async fn messages(&self, thread: ThreadId) -> deckhand_runtime::Result<Vec<Message>> {
-        Ok(self.local.thread_messages(thread).await?)
-    }
-
-    async fn rate_thread(&self, rating: &Rating) -> deckhand_runtime::Result<()> {
-        Ok(ReplicatedStore::rate_thread(self, rating).await?)
-    }
-
-    async fn ratings(&self, thread: ThreadId) -> deckhand_runtime::Result<Vec<Rating>> {
-        Ok(self.local.thread_ratings(thread).await?)
-    }
-
-    async fn set_thread_status(
-        &self,
-        thread: ThreadId,
-        status: ThreadStatus,
-    ) -> deckhand_runtime::Result<()> {
-        Ok(ReplicatedStore::set_thread_status(self, thread, status).await?)
-    }
-
-    async fn record_approval(&self, approval: &ApprovalRecord) -> deckhand_runtime::Result<()> {
-        Ok(ReplicatedStore::record_approval(self, approval).await?)
-    }
-
-    async fn approvals(&self, plan: PlanId) -> deckhand_runtime::Result<Vec<ApprovalRecord>> {
-        Ok(self.local.plan_approvals(plan).await?)
-    }
-}
-
-impl KnowledgeStore for ReplicatedStore {
-    async fn upsert_knowledge(&self, entry: &KnowledgeEntry) -> deckhand_runtime::Result<()> {
-        Ok(ReplicatedStore::upsert_knowledge(self, entry).await?)
-    }
-
-    async fn search(&self, query: &str, limit: u32) -> deckhand_runtime::Result<Vec<KnowledgeHit>> {
-        Ok(self.search_knowledge(query, limit).await?.0)
-    }
-}
-
-// What stays local is served by the local store, so a ReplicatedStore can stand wherever
-// a Database does.
-
-impl deckhand_runtime::PlanStore for ReplicatedStore {
-    async fn save_plan(&self, plan: &deckhand_runtime::Plan) -> deckhand_runtime::Result<()> {
-        self.local.save_plan(plan).await
-    }
-
-    async fn record_step(
-        &self,
-        record: &deckhand_runtime::scheduler::StepRecord,
-    ) -> deckhand_runtime::Result<()> {
-        self.local.record_step(record).await
-    }
-
-    async fn latest_steps(
-        &self,
-        plan_id: PlanId,
-    ) -> deckhand_runtime::Result<
-        std::collections::HashMap<String, deckhand_runtime::scheduler::StepRecord>,
-    > {
-        self.local.latest_steps(plan_id).await
-    }
-}
-
-impl deckhand_runtime::AuditLog for ReplicatedStore {
-    async fn append_audit(
-        &self,
-        entry: deckhand_runtime::AuditEntry,
-    ) -> deckhand_runtime::Result<deckhand_runtime::AuditRecord> {
-        self.local.append_audit(entry).await
-    }
-
-    async fn audit_records(
-        &self,
-        after_seq: i64,
-        limit: u32,
-    ) -> deckhand_runtime::Result<Vec<deckhand_runtime::AuditRecord>> {
-        self.local.audit_records(after_seq, limit).await
-    }
-
-    async fn verify_audit(&self) -> deckhand_runtime::Result<deckhand_runtime::AuditVerification> {
-        self.local.verify_audit().await
-    }
-}
-
-impl deckhand_runtime::SnapshotStore for ReplicatedStore {
-    async fn record_snapshot(
-        &self,
-        thread: ThreadId,
-        object: &deckhand_runtime::ObjectKey,
-        prior: Option<&serde_json::Value>,
-    ) -> deckhand_runtime::Result<bool> {
-        self.local.record_snapshot(thread, object, prior).await
-    }
-
-    async fn snapshots(
-        &self,
-        thread: ThreadId,
-    ) -> deckhand_runtime::Result<Vec<deckhand_runtime::Snapshot>> {
-        self.local.snapshots(thread).await
-    }
-}
-
-impl deckhand_runtime::EventLog for ReplicatedStore {
-    async fn append_event(
-        &self,
-        thread: ThreadId,
-        kind: &str,
-        payload: &serde_json::Value,
-    ) -> deckhand_runtime::Result<i64> {
-        self.local.append_event(thread, kind, payload).await
-    }
-
-    async fn events_after(
-        &self,
-        thread: ThreadId,
-        after_id: i64,
-        limit: u32,
-    ) -> deckhand_runtime::Result<Vec<deckhand_runtime::ThreadEvent>> {
-        self.local.events_after(thread, after_id, limit).await
-    }
-}
-
-impl deckhand_runtime::TokenStore for ReplicatedStore {
-    async fn create_token(
-        &self,
-        token: &deckhand_runtime::ApiToken,
-    ) -> deckhand_runtime::Result<()> {
-        self.local.create_token(token).await
-    }
-
-    async fn token_by_hash(
-        &self,
-        token_hash: &str,
-    ) -> deckhand_runtime::Result<Option<deckhand_runtime::ApiToken>> {
-        self.local.token_by_hash(token_hash).await
-    }
-
-    async fn revoke_token(&self, id: uuid::Uuid) -> deckhand_runtime::Result<bool> {
-        self.local.revoke_token(id).await
-    }
-
-    async fn tokens(&self) -> deckhand_runtime::Result<Vec<deckhand_runtime::ApiToken>> {
-        self.local.tokens().await
-    }
 }

@@ -124,7 +124,17 @@ impl Database {
     /// # Errors
     /// [`Error::Query`].
     pub async fn record_llm_usage(&self, usage: &LlmUsage) -> Result<()> {
-        record_llm_usage_with(&self.pool, uuid::Uuid::new_v4(), usage).await
+        const CONTEXT: &str = "storing LLM usage";
+        let id = uuid::Uuid::new_v4();
+        let mut transaction = self.begin_write(CONTEXT).await?;
+        record_llm_usage_with(&mut *transaction, id, usage).await?;
+        self.commit_write(transaction, CONTEXT, || {
+            vec![crate::replicated::Replicated::LlmUsage {
+                id,
+                usage: usage.clone(),
+            }]
+        })
+        .await
     }
 
     /// The LLM usage of `thread_id`: totals, totals per agent, backend and model, and

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)] // test helpers panic on what a test did not expect
 
 use deckhand_runtime::knowledge::KnowledgeEntry;
+use deckhand_runtime::knowledge::KnowledgeStore;
 use deckhand_runtime::{ApprovalRecord, Interface, Message, MessageRole, PlanId, Rating, Thread};
-use deckhand_store::{Database, ReplicatedStore, ReplicationConfig, SearchSource};
+use deckhand_runtime::{ConversationStore, ThreadStore};
+use deckhand_store::{Database, ReplicationConfig, SearchSource};
 use deckhand_testkit::{Postgres, SqliteFile};
 use sqlx::Row;
 use std::time::Duration;
@@ -21,7 +23,7 @@ async fn count(db: &Database, table: &str) -> i64 {
 }
 
 /// A resolved thread: the thread, two messages, an approval, a knowledge entry, a rating.
-async fn resolve(store: &ReplicatedStore, cluster: &str, request: &str) -> Thread {
+async fn resolve(store: &Database, cluster: &str, request: &str) -> Thread {
     let thread = Thread::new(cluster, "ana", request);
     store.create_thread(&thread).await.unwrap();
     store
@@ -64,10 +66,12 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
     let shared = Database::connect(&shared_url).await.unwrap();
     let file = SqliteFile::new().unwrap();
     let local = Database::open_sqlite(file.path()).await.unwrap();
-    let store = ReplicatedStore::start(
-        local.clone(),
-        ReplicationConfig::new(&shared_url).with_retry_interval(Duration::from_millis(200)),
-    );
+    let store = local
+        .clone()
+        .replicate_to(
+            ReplicationConfig::new(&shared_url).with_retry_interval(Duration::from_millis(200)),
+        )
+        .unwrap();
     // Another cluster's knowledge, only in the shared database.
     let mut elsewhere = KnowledgeEntry::new(
         deckhand_runtime::ThreadId::new(),
@@ -80,10 +84,13 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
 
     // Up: writes arrive.
     let first = resolve(&store, "eks-prod", "checkout crashloop after deploy").await;
-    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(store.flush_replication(FLUSH).await.unwrap(), 0);
     assert!(store.shared_reachable());
     assert_eq!(count(&shared, "threads").await, 1);
-    let (hits, source) = store.search_knowledge("crashloop", 10).await.unwrap();
+    let (hits, source) = store
+        .search_knowledge_sourced("crashloop", 10)
+        .await
+        .unwrap();
     assert_eq!(source, SearchSource::Shared);
     assert_eq!(hits.len(), 2, "both clusters' knowledge: {hits:#?}");
 
@@ -93,8 +100,11 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
     for n in 0..5 {
         during.push(resolve(&store, "eks-prod", &format!("checkout crashloop {n}")).await);
     }
-    assert!(store.pending().await.unwrap() > 0);
-    let (hits, source) = store.search_knowledge("crashloop", 10).await.unwrap();
+    assert!(store.replication_pending().await.unwrap() > 0);
+    let (hits, source) = store
+        .search_knowledge_sourced("crashloop", 10)
+        .await
+        .unwrap();
     assert_eq!(source, SearchSource::Local);
     assert_eq!(
         hits.len(),
@@ -105,7 +115,7 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
     // Give the pusher time to fail at least once against the stopped server.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!store.shared_reachable());
-    assert!(store.pending().await.unwrap() > 0);
+    assert!(store.replication_pending().await.unwrap() > 0);
 
     // Keep what is queued, to send it a second time below.
     sqlx::query(
@@ -115,11 +125,11 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
     .await
     .unwrap();
     let queued = count(&local, "outbox_copy").await;
-    assert_eq!(queued, store.pending().await.unwrap());
+    assert_eq!(queued, store.replication_pending().await.unwrap());
 
     // Back (same port, same data): the queue drains, exactly once.
     postgres.restart().await.unwrap();
-    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(store.flush_replication(FLUSH).await.unwrap(), 0);
     assert!(store.shared_reachable());
     let shared = Database::connect(&shared_url).await.unwrap();
     assert_eq!(count(&shared, "threads").await, 6);
@@ -139,7 +149,10 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
     // Audit records stay with the cluster that made them.
     assert_eq!(count(&shared, "audit_log").await, 0);
     assert_eq!(count(&local, "audit_log").await, 12);
-    let (hits, source) = store.search_knowledge("crashloop", 10).await.unwrap();
+    let (hits, source) = store
+        .search_knowledge_sourced("crashloop", 10)
+        .await
+        .unwrap();
     assert_eq!(source, SearchSource::Shared);
     assert_eq!(hits.len(), 7);
 
@@ -156,7 +169,7 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
         .rate_thread(&Rating::new(first.id, 100, "still fine", "ana").unwrap())
         .await
         .unwrap();
-    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(store.flush_replication(FLUSH).await.unwrap(), 0);
     assert_eq!(count(&shared, "threads").await, 6);
     assert_eq!(count(&shared, "messages").await, 12);
     assert_eq!(count(&shared, "approvals").await, 6);
@@ -184,7 +197,7 @@ async fn writes_survive_an_outage_of_the_shared_database_without_duplicates() {
     );
     assert_eq!(count(&shared, "audit_log").await, 0);
     assert_eq!(count(&shared, "thread_events").await, 0);
-    store.shutdown().await;
+    store.stop_replication().await;
 }
 
 /// One LLM call of `thread`.
@@ -214,10 +227,12 @@ async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
     let shared_url = postgres.create_database("shared").await.unwrap();
     let file = SqliteFile::new().unwrap();
     let local = Database::open_sqlite(file.path()).await.unwrap();
-    let store = ReplicatedStore::start(
-        local.clone(),
-        ReplicationConfig::new(&shared_url).with_retry_interval(Duration::from_millis(200)),
-    );
+    let store = local
+        .clone()
+        .replicate_to(
+            ReplicationConfig::new(&shared_url).with_retry_interval(Duration::from_millis(200)),
+        )
+        .unwrap();
     let model = "nomic-embed-text";
     // An entry with a vector and a call of its thread, while the shared database is up.
     let first = resolve(&store, "eks-prod", "checkout pods restarting").await;
@@ -228,7 +243,7 @@ async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
         .await
         .unwrap();
     store.record_llm_usage(&usage(&first, 100)).await.unwrap();
-    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(store.flush_replication(FLUSH).await.unwrap(), 0);
     let shared = Database::connect(&shared_url).await.unwrap();
     assert_eq!(
         shared.knowledge_embedding(entry.id).await.unwrap(),
@@ -238,7 +253,7 @@ async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
     assert_eq!(count(&shared, "llm_usage").await, 1);
     let paraphrase = Embedding::new(model, vec![0.1, 0.2, 0.3, 0.41]);
     let (hits, source) = store
-        .search_knowledge_hybrid("ram quota exceeded", Some(&paraphrase), 5)
+        .search_knowledge_hybrid_sourced("ram quota exceeded", Some(&paraphrase), 5)
         .await
         .unwrap();
     assert_eq!(source, SearchSource::Shared);
@@ -267,7 +282,7 @@ async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
     }
     store.record_llm_usage(&usage(&first, 300)).await.unwrap();
     let (hits, source) = store
-        .search_knowledge_hybrid("ram quota exceeded", Some(&paraphrase), 10)
+        .search_knowledge_hybrid_sourced("ram quota exceeded", Some(&paraphrase), 10)
         .await
         .unwrap();
     assert_eq!(source, SearchSource::Local);
@@ -283,7 +298,7 @@ async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
 
     // Back: everything arrives once.
     postgres.restart().await.unwrap();
-    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(store.flush_replication(FLUSH).await.unwrap(), 0);
     let shared = Database::connect(&shared_url).await.unwrap();
     assert_eq!(count(&shared, "knowledge_embeddings").await, 4);
     assert_eq!(count(&shared, "llm_usage").await, 5);
@@ -318,7 +333,7 @@ async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
         );
     }
     let (hits, source) = store
-        .search_knowledge_hybrid("ram quota exceeded", Some(&paraphrase), 10)
+        .search_knowledge_hybrid_sourced("ram quota exceeded", Some(&paraphrase), 10)
         .await
         .unwrap();
     assert_eq!(source, SearchSource::Shared);
@@ -332,8 +347,8 @@ async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
     .execute(local.pool())
     .await
     .unwrap();
-    assert!(store.pending().await.unwrap() > 0);
-    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert!(store.replication_pending().await.unwrap() > 0);
+    assert_eq!(store.flush_replication(FLUSH).await.unwrap(), 0);
     assert_eq!(count(&shared, "knowledge_embeddings").await, 4);
     assert_eq!(count(&shared, "llm_usage").await, 5);
 
@@ -347,12 +362,90 @@ async fn embeddings_and_llm_usage_replicate_through_an_outage_once() {
         .await
         .unwrap();
     store.record_llm_usage(&usage(&first, 1)).await.unwrap();
-    assert_eq!(store.flush(FLUSH).await.unwrap(), 0);
+    assert_eq!(store.flush_replication(FLUSH).await.unwrap(), 0);
     assert_eq!(count(&shared, "knowledge_embeddings").await, 4);
     assert_eq!(
         count(&shared, "llm_usage").await,
         6,
         "the write behind it arrived"
     );
-    store.shutdown().await;
+    store.stop_replication().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_queued_at_close_is_sent_by_the_next_start() {
+    let mut postgres = Postgres::start().await.unwrap();
+    let shared_url = postgres.create_database("shared").await.unwrap();
+    let config =
+        ReplicationConfig::new(&shared_url).with_retry_interval(Duration::from_millis(200));
+    // Down from the start: the process works on with its local store.
+    postgres.stop();
+    let file = SqliteFile::new().unwrap();
+    let store = Database::open_sqlite(file.path())
+        .await
+        .unwrap()
+        .replicate_to(config.clone())
+        .unwrap();
+    assert!(store.is_replicated());
+    assert!(matches!(
+        store.clone().replicate_to(config.clone()),
+        Err(deckhand_store::Error::ReplicationSource { .. })
+    ));
+    // Clones replicate too: they are how the product passes its store around.
+    let clone = store.clone();
+    let mut written = Vec::new();
+    for n in 0..3 {
+        written.push(resolve(&clone, "eks-prod", &format!("disk pressure {n}")).await);
+    }
+    let queued = store.replication_pending().await.unwrap();
+    assert!(queued > 0);
+    // Closing gives up once sending fails, not after the whole flush timeout.
+    let started = std::time::Instant::now();
+    store.close().await;
+    // Closing another clone afterwards does not wait for a flush nobody would make.
+    clone.close().await;
+    assert!(
+        started.elapsed() < deckhand_store::database::CLOSE_FLUSH_TIMEOUT,
+        "closing took {:?}",
+        started.elapsed()
+    );
+    let reopened = Database::open_sqlite(file.path()).await.unwrap();
+    assert_eq!(reopened.replication_pending().await.unwrap(), queued);
+    reopened.close().await;
+
+    // The next start, with the shared database back, sends the leftovers and its own.
+    postgres.restart().await.unwrap();
+    let store = Database::open_sqlite(file.path())
+        .await
+        .unwrap()
+        .replicate_to(config)
+        .unwrap();
+    written.push(resolve(&store, "eks-prod", "disk pressure again").await);
+    store.close().await;
+    let reopened = Database::open_sqlite(file.path()).await.unwrap();
+    assert_eq!(reopened.replication_pending().await.unwrap(), 0);
+    let shared = Database::connect(&shared_url).await.unwrap();
+    assert_eq!(count(&shared, "threads").await, 4);
+    assert_eq!(count(&shared, "messages").await, 8);
+    assert_eq!(count(&shared, "knowledge").await, 4);
+    assert_eq!(count(&shared, "ratings").await, 4);
+    for thread in &written {
+        assert_eq!(
+            shared.thread_messages(thread.id).await.unwrap(),
+            reopened.thread_messages(thread.id).await.unwrap()
+        );
+    }
+    // A store that just started (a CLI command) asks the shared database at once, not
+    // only once the background task has found it.
+    let other = SqliteFile::new().unwrap();
+    let fresh = Database::open_sqlite(other.path())
+        .await
+        .unwrap()
+        .replicate_to(ReplicationConfig::new(&shared_url))
+        .unwrap();
+    let (hits, source) = fresh.search_knowledge_sourced("disk", 10).await.unwrap();
+    assert_eq!(source, SearchSource::Shared);
+    assert_eq!(hits.len(), 4);
+    assert_eq!(fresh.search_knowledge("disk", 10).await.unwrap().len(), 4);
+    fresh.close().await;
 }

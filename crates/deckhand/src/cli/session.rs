@@ -72,7 +72,9 @@ impl Session {
 /// its own cluster client configuration.
 #[derive(Default)]
 pub struct Parts {
-    /// The store to use instead of `database_url` / the SQLite file.
+    /// The store to use instead of `database_url` / the SQLite file, as given
+    /// (`shared_database_url` is not applied to it: replicate it with
+    /// `Database::replicate_to` before passing it).
     pub database: Option<Database>,
     /// The cluster to work on instead of `KUBECONFIG` / the in-cluster config;
     /// [`Cluster::None`] runs without one.
@@ -91,6 +93,27 @@ pub enum Cluster {
     None,
 }
 
+/// Opens the store the configuration names (`database_url`, else the SQLite file),
+/// replicated to `shared_database_url` when one is set. Closing it
+/// ([`Database::close`]) sends what is queued for a bounded time. The error is one line
+/// for the person.
+pub async fn open_database(config: &Config) -> Result<Database, String> {
+    if let Some(problem) = config.shared_database_problem() {
+        return Err(problem);
+    }
+    let database = match &config.database_url {
+        Some(url) => Database::connect(url).await,
+        None => Database::open_sqlite(&config.sqlite_path()).await,
+    }
+    .map_err(|error| format!("{error:#}"))?;
+    match &config.shared_database_url {
+        Some(url) => database
+            .replicate_to(deckhand_store::ReplicationConfig::new(url))
+            .map_err(|error| format!("{error:#}")),
+        None => Ok(database),
+    }
+}
+
 /// Creates the data and workspace directories, opens the store and loads the tools.
 /// Errors are one line for the person.
 pub async fn open(config: &Config) -> Result<Session, String> {
@@ -103,12 +126,10 @@ pub async fn open_with(config: &Config, parts: Parts) -> Result<Session, String>
         std::fs::create_dir_all(dir)
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
     }
-    let database = match (parts.database, &config.database_url) {
-        (Some(database), _) => Ok(database),
-        (None, Some(url)) => Database::connect(url).await,
-        (None, None) => Database::open_sqlite(&config.sqlite_path()).await,
-    }
-    .map_err(|error| format!("{error:#}"))?;
+    let database = match parts.database {
+        Some(database) => database,
+        None => open_database(config).await?,
+    };
     let tools = config.tools();
     let mut registry = tokio::task::spawn_blocking(move || crate::toolbox::build(&tools))
         .await

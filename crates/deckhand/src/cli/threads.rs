@@ -29,14 +29,10 @@ pub enum RestoreApproval {
 type Out<'a> = &'a mut (dyn Write + Send);
 
 async fn open_store(config: &Config, err: Out<'_>) -> Option<Database> {
-    let database = match &config.database_url {
-        Some(url) => Database::connect(url).await,
-        None => Database::open_sqlite(&config.sqlite_path()).await,
-    };
-    match database {
+    match session::open_database(config).await {
         Ok(database) => Some(database),
         Err(error) => {
-            let _ = writeln!(err, "error: {error:#}");
+            let _ = writeln!(err, "error: {error}");
             None
         }
     }
@@ -211,7 +207,10 @@ pub async fn rate(
     let Some(database) = open_store(config, err).await else {
         return 2;
     };
-    if let Err(error) = database.rate_thread(&rating).await {
+    let rated = database.rate_thread(&rating).await;
+    // Sends the rating to the shared database, when there is one, before the process ends.
+    database.close().await;
+    if let Err(error) = rated {
         let _ = writeln!(err, "error: {error:#}");
         return 2;
     }
