@@ -105,6 +105,8 @@ pub struct Database {
     backend: Backend,
     pub(crate) search_options: SearchOptions,
     pub(crate) hybrid_options: crate::embeddings::HybridOptions,
+    /// The hybrid search's candidate vectors, kept between searches (shared by clones).
+    pub(crate) vector_cache: std::sync::Arc<crate::embeddings::VectorCache>,
 }
 
 impl Database {
@@ -177,6 +179,7 @@ impl Database {
             backend,
             search_options: SearchOptions::default(),
             hybrid_options: crate::embeddings::HybridOptions::default(),
+            vector_cache: std::sync::Arc::default(),
         })
     }
 
