@@ -273,7 +273,7 @@ impl Database {
         .map_err(query)?;
         let mut changes = Vec::new();
         for (id, embedding) in embeddings {
-            if !upsert_embedding_with(&mut *transaction, *id, *embedding).await? {
+            if !upsert_embedding_with(&mut *transaction, *id, embedding).await? {
                 continue;
             }
             let row = sqlx::query("SELECT seq, rating, created_at FROM knowledge WHERE id = $1")
@@ -286,7 +286,7 @@ impl Database {
                 seq: row.try_get("seq").map_err(query)?,
                 rating: row.try_get("rating").map_err(query)?,
                 created_at: row.try_get("created_at").map_err(query)?,
-                embedding: *embedding,
+                embedding,
             });
         }
         let after: Option<i64> =
