@@ -338,8 +338,27 @@ pub struct KnowledgeHit {
     /// Its rating, when rated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<u8>,
-    /// How well it matches (higher is better).
+    /// How well it matches (higher is better): the full-text score, or in a hybrid
+    /// search the fused score of both rankings.
     pub score: f64,
+    /// Its cosine similarity with the query, when the search compared embeddings and it
+    /// was among the most similar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+    /// How the search was answered (the same for every hit of one search).
+    #[serde(default)]
+    pub search: KnowledgeSearchMode,
+}
+
+/// How a knowledge search was answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KnowledgeSearchMode {
+    /// By words alone: no embedding model is configured, or it did not answer.
+    #[default]
+    FullText,
+    /// By words and meaning: full text fused with similarity to the query's embedding.
+    Hybrid,
 }
 
 /// A tool agents may use.

@@ -4,9 +4,9 @@
 use crate::auth::Viewer;
 use crate::error::ErrorBody;
 use crate::model::{
-    Approval, AuthSource, CreatedToken, Identity, KnowledgeHit, MessageRole, MessageView,
-    Namespaces, NewMessage, NewThread, NewToken, PlanStatus, PlanView, PolicyView, Rating,
-    Rejection, RestoreView, Scope, StepPreview, StepView, ThreadDetail, ThreadEvent,
+    Approval, AuthSource, CreatedToken, Identity, KnowledgeHit, KnowledgeSearchMode, MessageRole,
+    MessageView, Namespaces, NewMessage, NewThread, NewToken, PlanStatus, PlanView, PolicyView,
+    Rating, Rejection, RestoreView, Scope, StepPreview, StepView, ThreadDetail, ThreadEvent,
     ThreadEventKind, ThreadSummary, TokenRecord, ToolView, WhoAmI,
 };
 use crate::{routes, ApiState};
@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         ErrorBody, ThreadSummary, ThreadDetail, MessageView, MessageRole, PlanView, PlanStatus,
         StepView, StepPreview, NewThread, NewMessage, Approval, Rejection, Rating, RestoreView, KnowledgeHit,
+        KnowledgeSearchMode,
         ToolView, PolicyView, ThreadEvent, ThreadEventKind, Identity, Scope, AuthSource,
         TokenRecord, NewToken, CreatedToken, WhoAmI, Namespaces,
         crate::alertmanager::AlertGroup, crate::alertmanager::Alert, crate::alertmanager::HookAnswer,

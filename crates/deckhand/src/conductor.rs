@@ -147,21 +147,11 @@ impl Conductor {
             .await
             .map_err(|message| ConductorError::new("opening", None, message))?;
         let knowledge = &config.knowledge;
-        session.database =
-            session
-                .database
-                .clone()
-                .with_hybrid_options(deckhand_store::HybridOptions {
-                    min_similarity: knowledge.min_similarity,
-                    ..deckhand_store::HybridOptions::default()
-                });
-        // A model that cannot be set up (its key variable unset) leaves full text alone.
-        let embedder = knowledge.embeddings.as_ref().and_then(|embeddings| {
-            let env = |name: &str| std::env::var(name).ok();
-            deckhand_llm::Embedder::new(embeddings, &env)
-                .map_err(|error| tracing::warn!(%error, "knowledge search by full text only"))
-                .ok()
-        });
+        session.database = session
+            .database
+            .clone()
+            .with_hybrid_options(crate::knowledge::hybrid_options(knowledge));
+        let embedder = crate::knowledge::embedder(knowledge);
         let mut specs: Vec<deckhand_tools::ToolSpec> = session.registry.specs().cloned().collect();
         if !session.connected {
             specs.extend(cluster_tool_specs());
@@ -429,6 +419,21 @@ impl Conductor {
             plan,
             explanation,
         })
+    }
+
+    /// Resolved threads like `text`, best first: by words and meaning when the embedding
+    /// model answers, else by words alone (the answer says which).
+    ///
+    /// # Errors
+    /// The store fails.
+    pub async fn search_knowledge(
+        &self,
+        text: &str,
+        limit: u32,
+    ) -> Result<crate::knowledge::KnowledgeSearch> {
+        crate::knowledge::search(&self.session.database, self.embedder.as_ref(), text, limit)
+            .await
+            .map_err(|error| ConductorError::new("searching knowledge", None, format!("{error:#}")))
     }
 
     /// Summaries of resolved threads like `text` (rated well enough to be suggested),
@@ -1193,8 +1198,8 @@ impl Conductor {
     /// knowledge search to full text.
     async fn embedding_of(&self, text: &str) -> Option<deckhand_store::Embedding> {
         let embedder = self.embedder.as_ref()?;
-        match embedder.embed_one(text).await {
-            Ok(vector) => Some(deckhand_store::Embedding::new(embedder.model(), vector)),
+        match crate::knowledge::embed(embedder, text).await {
+            Ok(vector) => Some(vector),
             Err(error) => {
                 tracing::warn!(model = embedder.model(), %error, "embedding model unavailable; knowledge search by full text only");
                 None

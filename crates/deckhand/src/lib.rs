@@ -13,6 +13,8 @@
 //! - [`alerting`]: where admin alerts go (Event, metric, webhooks, Slack).
 //! - [`checks`]: readiness checks for the store, the tools and the cluster.
 //! - [`cli`]: what the `deckhand` subcommands do, apart from argument parsing.
+//! - [`knowledge`]: knowledge search by words and meaning when an embedding model is
+//!   configured, by words alone otherwise.
 //! - [`error`]: this crate's error type.
 //!
 //! The parts are re-exported: [`runtime`], [`store`], [`tools`], [`llm`], [`agents`],
@@ -27,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod executor;
 pub mod journal;
+pub mod knowledge;
 pub mod landing;
 pub mod operator;
 pub mod serve;

@@ -9,12 +9,14 @@
 
 use crate::conductor::{Conductor, ConductorError};
 use crate::events::EventHub;
+use crate::knowledge::SearchMode;
 use deckhand_agents::scarlet::rules::BuiltinScan;
 use deckhand_api::alertmanager::AlertGroup;
 use deckhand_api::model::{
-    Approval, Identity, KnowledgeHit, KnowledgeQuery, MessageRole as ApiRole, MessageView,
-    NewMessage, NewThread, PlanStatus, PlanView, PolicyView, Rating, Rejection, RestoreView, Scope,
-    StepPreview, StepView, ThreadDetail, ThreadQuery, ThreadSummary, TokenRecord, ToolView,
+    Approval, Identity, KnowledgeHit, KnowledgeQuery, KnowledgeSearchMode, MessageRole as ApiRole,
+    MessageView, NewMessage, NewThread, PlanStatus, PlanView, PolicyView, Rating, Rejection,
+    RestoreView, Scope, StepPreview, StepView, ThreadDetail, ThreadQuery, ThreadSummary,
+    TokenRecord, ToolView,
 };
 use deckhand_api::{
     Deckhand, Error, EventStream, Result, ThreadEvent, ThreadEventKind, TokenStore,
@@ -939,12 +941,17 @@ impl Deckhand for Service {
         query: KnowledgeQuery,
     ) -> Result<Vec<KnowledgeHit>> {
         let limit = query.limit.unwrap_or(10).clamp(1, 100);
-        let hits = self
-            .database()
+        let found = self
+            .conductor
             .search_knowledge(&query.q, limit)
             .await
             .map_err(|error| Error::internal("searching knowledge", error))?;
-        Ok(hits
+        let search = match found.mode {
+            SearchMode::Hybrid => KnowledgeSearchMode::Hybrid,
+            SearchMode::FullText => KnowledgeSearchMode::FullText,
+        };
+        Ok(found
+            .hits
             .into_iter()
             .map(|hit| KnowledgeHit {
                 thread_id: hit.entry.thread_id,
@@ -960,6 +967,8 @@ impl Deckhand for Service {
                 ),
                 rating: hit.entry.rating,
                 score: hit.score,
+                similarity: hit.similarity,
+                search,
             })
             .collect())
     }

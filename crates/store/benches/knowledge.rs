@@ -13,7 +13,11 @@
 //! the hybrid search (full text fused with cosine similarity) is measured too. Vectors
 //! are synthetic: each entry's lies near one of 64 topic directions, as is each query's,
 //! so about one candidate in 64 passes the similarity threshold, as related entries
-//! would; every candidate's vector is read and compared whatever the threshold. The corpus is synthetic
+//! would; every candidate's vector is compared whatever the threshold. Hybrid search is
+//! measured three ways: with the candidate vectors already in memory (the usual case),
+//! right after this process wrote a vector (the copy is updated in place), and right
+//! after another connection pool (another process) wrote one (the candidates are read
+//! again from the database). The corpus is synthetic
 //! and deterministic: DevOps requests over a vocabulary of common terms, service names
 //! (skewed: a few are frequent) and rare words, ratings 0–100, ages up to two years.
 //! PostgreSQL is the testkit's (fsync off), so its insert figures are an upper bound.
@@ -259,7 +263,14 @@ struct Hybrid {
     dims: usize,
 }
 
-async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize, hybrid: &Hybrid) {
+async fn run(
+    name: &str,
+    db: &Database,
+    other: &Database,
+    sizes: &[usize],
+    queries: usize,
+    hybrid: &Hybrid,
+) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut vectors = Vectors::new(hybrid.dims.max(1));
     let mut stored = 0;
@@ -343,6 +354,7 @@ async fn run(name: &str, db: &Database, sizes: &[usize], queries: usize, hybrid:
         );
         if embedding {
             hybrid_search(name, db, size, queries, &mut vectors, embed_rate).await;
+            hybrid_after_writes(name, db, other, size, &ids, &mut vectors).await;
         }
     }
 }
@@ -390,6 +402,49 @@ async fn hybrid_search(
     );
 }
 
+/// Searches made right after a vector was written: by this process (its copy of the
+/// candidates is updated in place) and by another pool on the same database (standing
+/// for another process: the candidates are read again).
+async fn hybrid_after_writes(
+    name: &str,
+    db: &Database,
+    other: &Database,
+    size: usize,
+    ids: &[uuid::Uuid],
+    vectors: &mut Vectors,
+) {
+    const ROUNDS: usize = 30;
+    let mut query_rng = Rng(0xE703_7ED1_A0B4_28DB);
+    let mut figures = Vec::new();
+    for writer in [db, other] {
+        let mut latencies = Vec::with_capacity(ROUNDS);
+        for round in 0..ROUNDS {
+            let id = ids[(round * 7_919) % ids.len()];
+            writer
+                .upsert_knowledge_embedding(id, &vectors.next())
+                .await
+                .unwrap();
+            let text = query(&mut query_rng);
+            let vector = vectors.next();
+            let started = Instant::now();
+            db.search_knowledge_hybrid(&text, Some(&vector), 10)
+                .await
+                .unwrap();
+            latencies.push(started.elapsed());
+        }
+        latencies.sort();
+        figures.push(format!(
+            "p50 {:>8.2} ms  p95 {:>8.2} ms",
+            ms(percentile(&latencies, 0.50)),
+            ms(percentile(&latencies, 0.95))
+        ));
+    }
+    println!(
+        "{name:<8} {size:>9} threads  hybrid after a write here {}  after another process's write {}  ({ROUNDS} each)",
+        figures[0], figures[1],
+    );
+}
+
 fn env_list(name: &str, default: &str) -> Vec<String> {
     std::env::var(name)
         .unwrap_or_else(|_| default.to_owned())
@@ -425,14 +480,18 @@ async fn main() {
             "sqlite" => {
                 let file = SqliteFile::new().unwrap();
                 let db = Database::open_sqlite(file.path()).await.unwrap();
-                run("sqlite", &db, &sizes, queries, &hybrid).await;
+                let other = Database::open_sqlite(file.path()).await.unwrap();
+                run("sqlite", &db, &other, &sizes, queries, &hybrid).await;
+                other.close().await;
                 db.close().await;
             }
             "postgres" => {
                 let server = Postgres::start().await.unwrap();
                 let url = server.create_database("bench").await.unwrap();
                 let db = Database::connect(&url).await.unwrap();
-                run("postgres", &db, &sizes, queries, &hybrid).await;
+                let other = Database::connect(&url).await.unwrap();
+                run("postgres", &db, &other, &sizes, queries, &hybrid).await;
+                other.close().await;
                 db.close().await;
             }
             other => panic!("unknown backend {other:?} (sqlite, postgres)"),

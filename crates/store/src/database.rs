@@ -110,6 +110,8 @@ pub struct Database {
     pub(crate) hybrid_options: crate::embeddings::HybridOptions,
     /// The link to the shared database, when this store is replicated to one.
     pub(crate) replication: Option<std::sync::Arc<crate::replicated::Replication>>,
+    /// The hybrid search's candidate vectors, kept between searches (shared by clones).
+    pub(crate) vector_cache: std::sync::Arc<crate::embeddings::VectorCache>,
 }
 
 impl Database {
@@ -183,6 +185,7 @@ impl Database {
             search_options: SearchOptions::default(),
             hybrid_options: crate::embeddings::HybridOptions::default(),
             replication: None,
+            vector_cache: std::sync::Arc::default(),
         })
     }
 

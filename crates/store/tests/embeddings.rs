@@ -1,7 +1,8 @@
 //! Knowledge embeddings and the hybrid search, on a real SQLite file and a real
 //! PostgreSQL server: vectors stored exactly, per model; a paraphrase sharing no word with
 //! an entry found only by its vector; the rating threshold holding on the vector side
-//! too; vectors of another model never compared; both rankings fused.
+//! too; vectors of another model never compared; both rankings fused; the in-memory
+//! copy of the candidate vectors following writes made here and by another process.
 #![allow(clippy::unwrap_used)] // test helpers panic on what a test did not expect
 
 mod common;
@@ -9,7 +10,7 @@ mod common;
 use common::TestStore;
 use deckhand_runtime::knowledge::KnowledgeEntry;
 use deckhand_runtime::ThreadId;
-use deckhand_store::{Embedding, Error};
+use deckhand_store::{Database, Embedding, Error, HybridOptions};
 
 both_backends!(
     vectors_are_stored_exactly_with_their_model,
@@ -17,6 +18,8 @@ both_backends!(
     poorly_rated_entries_are_never_found_by_meaning,
     vectors_of_another_model_are_never_compared,
     entries_found_both_ways_rank_first,
+    another_process_s_writes_are_seen,
+    this_process_s_writes_keep_the_newest_candidates,
 );
 
 const MODEL: &str = "nomic-embed-text";
@@ -233,4 +236,174 @@ async fn entries_found_both_ways_rank_first(store: &TestStore) {
         .unwrap();
     assert_eq!(top.len(), 1);
     assert_eq!(top[0].entry.id, both.id);
+}
+
+/// The ids a hybrid search for `vector` finds, in order.
+async fn found(db: &Database, vector: &[f32]) -> Vec<uuid::Uuid> {
+    db.search_knowledge_hybrid("", Some(&Embedding::new(MODEL, vector.to_vec())), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|hit| hit.entry.id)
+        .collect()
+}
+
+async fn generation(db: &Database) -> i64 {
+    sqlx::Row::get(
+        &sqlx::query("SELECT generation FROM knowledge_vectors_generation")
+            .fetch_one(db.pool())
+            .await
+            .unwrap(),
+        0,
+    )
+}
+
+async fn another_process_s_writes_are_seen(store: &TestStore) {
+    let db = &store.database;
+    // A second pool on the same database stands for another deckhand process.
+    let other = Database::connect(&store.url).await.unwrap();
+    let direction = toward(&[(1, 1.0)]);
+    let first = entry(store, "first", Some(90)).await;
+    embed(store, &first, direction.clone()).await;
+    assert_eq!(found(db, &direction).await, vec![first.id]);
+
+    // A new vector written elsewhere.
+    let mut second = KnowledgeEntry::new(ThreadId::new(), "eks-prod", "second", "done");
+    second.rating = Some(80);
+    other.upsert_knowledge_entry(&second).await.unwrap();
+    other
+        .upsert_knowledge_embedding(second.id, &Embedding::new(MODEL, direction.clone()))
+        .await
+        .unwrap();
+    let mut both = found(db, &direction).await;
+    both.sort();
+    let mut expected = vec![first.id, second.id];
+    expected.sort();
+    assert_eq!(both, expected);
+
+    // A vector replaced elsewhere: the old direction no longer finds it.
+    other
+        .upsert_knowledge_embedding(first.id, &Embedding::new(MODEL, toward(&[(6, 1.0)])))
+        .await
+        .unwrap();
+    assert_eq!(found(db, &direction).await, vec![second.id]);
+    assert_eq!(found(db, &toward(&[(6, 1.0)])).await, vec![first.id]);
+
+    // Re-rated below the threshold, or its vector deleted, by hand: gone.
+    sqlx::query("UPDATE knowledge SET rating = 10 WHERE id = $1")
+        .bind(second.id.to_string())
+        .execute(other.pool())
+        .await
+        .unwrap();
+    assert!(found(db, &direction).await.is_empty());
+    sqlx::query("DELETE FROM knowledge_embeddings WHERE knowledge_id = $1")
+        .bind(first.id.to_string())
+        .execute(other.pool())
+        .await
+        .unwrap();
+    assert!(found(db, &toward(&[(6, 1.0)])).await.is_empty());
+
+    // A vector that arrived before its entry (replication replays it so) counts once
+    // the entry arrives.
+    let mut late = KnowledgeEntry::new(ThreadId::new(), "eks-prod", "late", "done");
+    late.rating = Some(70);
+    sqlx::query(
+        "INSERT INTO knowledge_embeddings (knowledge_id, model, dimensions, vector, updated_at) \
+         VALUES ($1, $2, 8, $3, 0)",
+    )
+    .bind(late.id.to_string())
+    .bind(MODEL)
+    .bind(Embedding::new(MODEL, direction.clone()).to_bytes())
+    .execute(other.pool())
+    .await
+    .unwrap();
+    assert!(found(db, &direction).await.is_empty());
+    other.upsert_knowledge_entry(&late).await.unwrap();
+    assert_eq!(found(db, &direction).await, vec![late.id]);
+
+    // An entry with no vector, the usual first write of a resolved thread, does not make
+    // every process read the vectors again.
+    let before = generation(db).await;
+    entry(store, "no vector yet", Some(90)).await;
+    assert_eq!(generation(db).await, before);
+    other.close().await;
+}
+
+async fn this_process_s_writes_keep_the_newest_candidates(store: &TestStore) {
+    // Two candidates: the third-newest vector is never compared.
+    let options = HybridOptions {
+        vector_candidates: 2,
+        ..HybridOptions::default()
+    };
+    let db = store.database.clone().with_hybrid_options(options);
+    let direction = toward(&[(2, 1.0)]);
+    let mut entries = Vec::new();
+    for request in ["oldest", "older", "newer"] {
+        let stored = entry(store, request, Some(90)).await;
+        embed(store, &stored, direction.clone()).await;
+        entries.push(stored);
+    }
+    // What a process that kept nothing in memory finds, to compare with.
+    let fresh = || async {
+        let fresh = Database::connect(&store.url)
+            .await
+            .unwrap()
+            .with_hybrid_options(options);
+        let mut ids = found(&fresh, &direction).await;
+        fresh.close().await;
+        ids.sort();
+        ids
+    };
+    let sorted = |mut ids: Vec<uuid::Uuid>| {
+        ids.sort();
+        ids
+    };
+    let mut expected = vec![entries[1].id, entries[2].id];
+    expected.sort();
+    assert_eq!(sorted(found(&db, &direction).await), expected);
+
+    // A newer vector takes the oldest candidate's place.
+    let newest = entry(store, "newest", Some(90)).await;
+    db.upsert_knowledge_embedding(newest.id, &Embedding::new(MODEL, direction.clone()))
+        .await
+        .unwrap();
+    let mut expected = vec![entries[2].id, newest.id];
+    expected.sort();
+    assert_eq!(sorted(found(&db, &direction).await), expected);
+    assert_eq!(fresh().await, expected);
+
+    // An older entry's new vector stays out; a candidate's new vector is compared.
+    db.upsert_knowledge_embedding(entries[0].id, &Embedding::new(MODEL, direction.clone()))
+        .await
+        .unwrap();
+    let away = toward(&[(7, 1.0)]);
+    db.upsert_knowledge_embedding(entries[2].id, &Embedding::new(MODEL, away.clone()))
+        .await
+        .unwrap();
+    assert_eq!(found(&db, &direction).await, vec![newest.id]);
+    assert_eq!(found(&db, &away).await, vec![entries[2].id]);
+    assert_eq!(fresh().await, vec![newest.id]);
+
+    // A candidate moving to another model leaves a place the next older one takes.
+    db.upsert_knowledge_embedding(newest.id, &Embedding::new("all-minilm", direction.clone()))
+        .await
+        .unwrap();
+    let expected = vec![entries[1].id];
+    assert_eq!(found(&db, &direction).await, expected);
+    assert_eq!(fresh().await, expected);
+
+    // A batch written here, two of three newer than every candidate.
+    let mut batch = Vec::new();
+    for request in ["batch one", "batch two"] {
+        batch.push(entry(store, request, Some(90)).await);
+    }
+    let pairs: Vec<_> = batch
+        .iter()
+        .map(|stored| (stored.id, Embedding::new(MODEL, direction.clone())))
+        .chain([(entries[0].id, Embedding::new(MODEL, direction.clone()))])
+        .collect();
+    assert_eq!(db.upsert_knowledge_embeddings(&pairs).await.unwrap(), 3);
+    let expected = sorted(batch.iter().map(|stored| stored.id).collect());
+    assert_eq!(sorted(found(&db, &direction).await), expected);
+    assert_eq!(fresh().await, expected);
 }

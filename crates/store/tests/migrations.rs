@@ -98,7 +98,8 @@ async fn exercise(database: &Database) {
             20261125000001,
             20261125000002,
             20261125000003,
-            20261126000001
+            20261126000001,
+            20261127000005
         ],
         "each migration is applied once, the backend's own merged in by version"
     );
@@ -167,7 +168,7 @@ async fn sqlite_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        8
+        9
     );
 }
 
@@ -191,7 +192,7 @@ async fn postgres_store_migrates_and_queries() {
             .await
             .expect("migrations")
             .len(),
-        8
+        9
     );
 }
 
@@ -257,7 +258,7 @@ async fn upgrade_keeps_threads(url: &str) {
             .await
             .expect("migrations")
             .len(),
-        8
+        9
     );
 }
 

@@ -16,9 +16,10 @@ use chrono::Utc;
 use deckhand_api::alertmanager::AlertGroup;
 use deckhand_api::auth::hash_token;
 use deckhand_api::model::{
-    Approval, AuthSource, Identity, KnowledgeHit, KnowledgeQuery, MessageRole, MessageView,
-    NewMessage, NewThread, PlanStatus, PlanView, PolicyView, Rating, Rejection, RestoreView, Scope,
-    StepPreview, ThreadDetail, ThreadQuery, ThreadSummary, TokenRecord, ToolView,
+    Approval, AuthSource, Identity, KnowledgeHit, KnowledgeQuery, KnowledgeSearchMode, MessageRole,
+    MessageView, NewMessage, NewThread, PlanStatus, PlanView, PolicyView, Rating, Rejection,
+    RestoreView, Scope, StepPreview, ThreadDetail, ThreadQuery, ThreadSummary, TokenRecord,
+    ToolView,
 };
 use deckhand_api::{
     Api, ApiConfig, AppState, Deckhand, Error, EventStream, Result, ThreadEvent, ThreadEventKind,
@@ -845,6 +846,8 @@ impl Deckhand for MemoryDeckhand {
                         .unwrap_or_default(),
                     rating: record.summary.rating,
                     score: score as f64,
+                    similarity: None,
+                    search: KnowledgeSearchMode::FullText,
                 })
             })
             .collect();

@@ -12,7 +12,7 @@ use deckhand_runtime::store::{ConversationStore, ThreadStore};
 use deckhand_runtime::{Rating, ThreadId, ThreadStatus};
 use deckhand_store::Database;
 use deckhand_tools::cluster::Approval;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::io::{BufRead, Write};
 
 /// How a restore is approved on the command line.
@@ -394,7 +394,9 @@ async fn restore_in(
     }
 }
 
-/// `deckhand knowledge search TEXT`: resolved threads like this one, best first.
+/// `deckhand knowledge search TEXT`: resolved threads like this one, best first, by words
+/// and meaning when an embedding model is configured (`[knowledge.embeddings]`) and
+/// answers, else by words alone; the output says which.
 pub async fn knowledge_search(
     config: &Config,
     text: &str,
@@ -406,25 +408,56 @@ pub async fn knowledge_search(
     let Some(database) = open_store(config, err).await else {
         return 2;
     };
-    let hits = match database.search_knowledge(text, limit).await {
-        Ok(hits) => hits,
+    let database =
+        database.with_hybrid_options(crate::knowledge::hybrid_options(&config.knowledge));
+    let embedder = crate::knowledge::embedder(&config.knowledge);
+    let found = match crate::knowledge::search(&database, embedder.as_ref(), text, limit).await {
+        Ok(found) => found,
         Err(error) => {
             let _ = writeln!(err, "error: {error:#}");
             return 2;
         }
     };
+    let mode = found.mode;
     if as_json {
-        let _ = writeln!(out, "{}", json!(hits));
+        // The array of hits as before; each also says how the search was answered.
+        let hits: Vec<Value> = found
+            .hits
+            .iter()
+            .map(|hit| {
+                json!({
+                    "entry": hit.entry,
+                    "score": hit.score,
+                    "text_score": hit.text_score,
+                    "similarity": hit.similarity,
+                    "search": mode.as_str(),
+                })
+            })
+            .collect();
+        let _ = writeln!(out, "{}", Value::Array(hits));
         return 0;
     }
-    if hits.is_empty() {
+    let _ = match (&found.fallback, &embedder) {
+        (Some(error), _) => writeln!(
+            out,
+            "by words only: the embedding model did not answer ({error})"
+        ),
+        (None, Some(embedder)) => writeln!(out, "by words and meaning ({})", embedder.model()),
+        (None, None) => writeln!(out, "by words only (no embedding model configured)"),
+    };
+    if found.hits.is_empty() {
         let _ = writeln!(out, "no resolved thread matches {text:?}");
     }
-    for hit in hits {
+    for hit in found.hits {
         let entry = &hit.entry;
+        let matched = match (hit.text_score, hit.similarity) {
+            (Some(_), Some(similarity)) => format!("words and meaning, similarity {similarity:.2}"),
+            (None, Some(similarity)) => format!("meaning, similarity {similarity:.2}"),
+            _ => "words".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "{:.3}  thread {} on {} (rated {})\n  asked: {}\n  resolved: {}",
+            "{:.3}  thread {} on {} (rated {}; matched by {matched})\n  asked: {}\n  resolved: {}",
             hit.score,
             entry.thread_id,
             entry.cluster_id,
