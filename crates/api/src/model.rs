@@ -333,6 +333,9 @@ pub struct KnowledgeHit {
     pub thread_id: ThreadId,
     /// Its title.
     pub title: String,
+    /// The whole request that started it: what "do the same here" asks again.
+    #[serde(default)]
+    pub request: String,
     /// What was asked and how it was resolved.
     pub summary: String,
     /// Its rating, when rated.

@@ -388,8 +388,9 @@ async fn a_person_drives_the_command_center_in_a_real_browser() {
             "11-policy-denied",
             "12-rejected",
             "13-cancelled",
-            "14-token-link",
-            "15-session-ended",
+            "14-same-here",
+            "15-token-link",
+            "16-session-ended",
         ],
     );
 }

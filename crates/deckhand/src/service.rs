@@ -956,6 +956,7 @@ impl Deckhand for Service {
             .map(|hit| KnowledgeHit {
                 thread_id: hit.entry.thread_id,
                 title: hit.entry.request.chars().take(80).collect(),
+                request: hit.entry.request.clone(),
                 summary: format!(
                     "{} (cluster {})",
                     if hit.entry.resolution_summary.is_empty() {

@@ -301,7 +301,8 @@ impl Database {
                 .map(|row| row.try_get(0))
                 .transpose()
                 .map_err(query)?;
-        self.commit_write(transaction, CONTEXT, || replicated).await?;
+        self.commit_write(transaction, CONTEXT, || replicated)
+            .await?;
         let stored = changes.len();
         match (before, after) {
             (Some(before), Some(after)) => self.vector_cache.apply(before, after, &changes),

@@ -294,7 +294,15 @@ async function loadSimilar(detail) {
       el('span', { class: 'similar-meta', text: hit.rating !== undefined ? `rated ${hit.rating}` : 'not rated' }),
       el('span', { class: 'similar-summary', text: hit.summary }));
     button.addEventListener('click', () => navigate(hit.thread_id));
-    list.append(el('li', {}, button));
+    // Ask again here: a new thread in this cluster with that thread's request; the
+    // planner gets the resolved thread among its similar ones.
+    const redo = el('button', { type: 'button', class: 'similar-redo secondary', 'data-testid': 'similar-redo',
+      'data-thread-id': hit.thread_id, text: 'Do the same here' });
+    redo.addEventListener('click', () => act(redo, async () => {
+      const detail = await api.createThread(hit.request || hit.title, $('namespace-select').value || undefined);
+      showThread(detail);
+    }));
+    list.append(el('li', {}, button, redo));
   }
   $('similar-empty').textContent = 'No similar threads yet.';
   $('similar-empty').hidden = hits.length > 0;

@@ -839,6 +839,11 @@ impl Deckhand for MemoryDeckhand {
                 (score > 0).then(|| KnowledgeHit {
                     thread_id: record.summary.id,
                     title: record.summary.title.clone(),
+                    request: record
+                        .messages
+                        .first()
+                        .map(|m| m.text.clone())
+                        .unwrap_or_default(),
                     summary: record
                         .messages
                         .first()

@@ -362,6 +362,17 @@ async function memory() {
       undefined, 'the cancellation in the conversation');
   });
 
+  await stage('same-here', async () => {
+    // From a similar resolved thread, "do the same here" asks its request again in a new thread.
+    const redo = page.locator('[data-testid="similar-list"] li', { hasText: 'scale web to 2 replicas in shop' })
+      .locator('[data-testid="similar-redo"]');
+    await redo.first().click();
+    await until(() => [...document.querySelectorAll('[data-testid="message"][data-role="user"]')]
+      .some((message) => message.textContent.includes('scale web to 2 replicas in shop')), undefined, 'the request asked again in a new thread');
+    await textOf('thread-title', 'scale web to 2 replicas', 'the new thread');
+    await visible('plan-panel', 'the plan of the request asked again');
+  });
+
   await stage('token-link', async () => {
     // The link `deckhand serve` logs with its first admin token: logged in at once,
     // the token kept for the tab but gone from the address bar.
