@@ -156,6 +156,23 @@ async fn writes_pass_both_checkpoints_and_wait_for_approval() {
     assert!(last.allowed);
     assert_eq!(last.approved_by.as_deref(), Some("bob@example.com"));
     assert_eq!(last.requested_by, ALICE);
+    // The deployment controller annotates a new Deployment (its revision) a moment later;
+    // a change prepared before that is rightly refused as changed since approval, so let
+    // the controller settle first.
+    let settled = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let web = deployments.get("web").await.expect("web");
+        if web.metadata.annotations.is_some_and(|annotations| {
+            annotations.contains_key("deployment.kubernetes.io/revision")
+        }) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < settled,
+            "the deployment controller never annotated web"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // Only the server's defaulting reveals `imagePullPolicy: Always` (an untagged image):
     // the request passes, the dry-run checkpoint denies, nothing is created.
