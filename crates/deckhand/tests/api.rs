@@ -6,7 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use deckhand_testkit::process::{free_port, ServerProcess};
+mod common;
+
+use common::{serve, Caller, WAIT};
+use deckhand_testkit::process::free_port;
 use deckhand_testkit::KubeApiServer;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,56 +19,12 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Generous: the machine may be busy compiling, and the first start compiles the tools.
-const WAIT: Duration = Duration::from_secs(180);
-
-fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools-wasm/dist")
-}
-
-/// `deckhand serve` in `dir` on `port`, with the offline model.
-async fn start(dir: &Path, port: u16, kubeconfig: Option<&Path>) -> ServerProcess {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    command
-        .current_dir(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--builtin-tools-dir")
-        .arg(tools_dir())
-        .env("HOME", dir)
-        .env("RUST_LOG", "info")
-        .env("DECKHAND_WASM_CACHE", dir.join("wasm-cache"))
-        .env_remove("DECKHAND_DATABASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("AZURE_OPENAI_ENDPOINT")
-        .env("OLLAMA_HOST", "http://127.0.0.1:9");
-    match kubeconfig {
-        Some(path) => command.env("KUBECONFIG", path),
-        None => command.env_remove("KUBECONFIG"),
-    };
-    let log = dir.join(format!("deckhand-{port}.log"));
-    let mut process = ServerProcess::spawn("deckhand", command, &log).expect("spawn deckhand");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
-            if response.status().is_success() {
-                return process;
-            }
-        }
-        process.check_running().expect("deckhand keeps running");
-        assert!(Instant::now() < deadline, "no /healthz within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Creates `manifest` through `api`.
 async fn create<K>(api: &Api<K>, manifest: Value)
 where
@@ -106,40 +65,7 @@ async fn replicas(client: &Client) -> Option<i32> {
         .and_then(|spec| spec.replicas)
 }
 
-/// A client of one deckhand with one token.
-#[derive(Clone)]
-struct Caller {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
 impl Caller {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
     /// Polls the thread until `done` says its latest plan is where the test wants it.
     async fn thread_until(&self, thread: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
@@ -267,7 +193,7 @@ async fn a_request_through_the_api_from_question_to_restore() {
     let (cluster, client) = cluster().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let mut deckhand = start(dir.path(), port, Some(cluster.kubeconfig())).await;
+    let mut deckhand = serve(dir.path(), port, Some(cluster.kubeconfig()), "info").await;
     let base = format!("http://127.0.0.1:{port}");
 
     // The first start issued an admin token, readable by its owner only.
@@ -508,7 +434,7 @@ async fn a_request_through_the_api_from_question_to_restore() {
     // Stop and start again: the events are stored, so a client resumes after its id.
     deckhand.stop();
     let port = free_port().unwrap();
-    let _deckhand = start(dir.path(), port, Some(cluster.kubeconfig())).await;
+    let _deckhand = serve(dir.path(), port, Some(cluster.kubeconfig()), "info").await;
     let base = format!("http://127.0.0.1:{port}");
     let mut socket = connect(&base, &ana.token, &thread_id, Some(last_event - 1)).await;
     let resumed = events_until(&mut socket, "rating").await;
@@ -569,7 +495,7 @@ async fn the_command_center_in_chromium_against_the_real_binary() {
     let (cluster, client) = cluster().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let _deckhand = start(dir.path(), port, Some(cluster.kubeconfig())).await;
+    let _deckhand = serve(dir.path(), port, Some(cluster.kubeconfig()), "info").await;
     let token = std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
         .unwrap()
         .trim()
@@ -643,15 +569,8 @@ async fn a_heartbeat_task_starts_a_thread_on_its_schedule() {
     )
     .unwrap();
     let port = free_port().unwrap();
-    let _deckhand = start(dir.path(), port, None).await;
-    let admin = Caller {
-        http: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}"),
-        token: std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned(),
-    };
+    let _deckhand = serve(dir.path(), port, None, "info").await;
+    let admin = Caller::admin(dir.path(), port);
     // A new task waits for its first slot: at most a minute.
     let deadline = Instant::now() + Duration::from_secs(150);
     let thread = loop {
@@ -736,16 +655,9 @@ async fn deckhand_acts_as_the_person_and_says_up_front_what_they_may_not_do() {
     )
     .unwrap();
     let port = free_port().unwrap();
-    let _deckhand = start(dir.path(), port, Some(cluster.kubeconfig())).await;
+    let _deckhand = serve(dir.path(), port, Some(cluster.kubeconfig()), "info").await;
     let base = format!("http://127.0.0.1:{port}");
-    let admin = Caller {
-        http: reqwest::Client::new(),
-        base: base.clone(),
-        token: std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned(),
-    };
+    let admin = Caller::admin(dir.path(), port);
     let person = |subject: &str, groups: Value| {
         let admin = &admin;
         let base = base.clone();
@@ -953,15 +865,8 @@ async fn planning_can_be_stopped_while_the_model_thinks() {
     )
     .unwrap();
     let port = free_port().unwrap();
-    let _deckhand = start(dir.path(), port, None).await;
-    let admin = Caller {
-        http: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}"),
-        token: std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned(),
-    };
+    let _deckhand = serve(dir.path(), port, None, "info").await;
+    let admin = Caller::admin(dir.path(), port);
     let (status, created) = admin
         .post(
             "/api/threads",

@@ -7,25 +7,25 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use common::serve;
 use deckhand_runtime::knowledge::KnowledgeEntry;
 use deckhand_runtime::ThreadId;
 use deckhand_store::{Database, Embedding};
-use deckhand_testkit::process::{free_port, ServerProcess};
+use deckhand_testkit::process::free_port;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const MODEL: &str = "meaning-test";
 /// No word in common with the stored entry about memory.
 const PARAPHRASE: &str = "application terminated for exceeding allowed ram";
-/// Generous: the machine may be busy compiling, and the first start compiles the tools.
-const WAIT: Duration = Duration::from_secs(180);
 
 /// The model's idea of meaning: a direction per topic, by the words that name it.
 fn meaning(text: &str) -> Vec<f32> {
@@ -95,10 +95,6 @@ async fn embedding_server() -> (String, Arc<Model>, tokio::task::JoinHandle<()>)
     (url, model, task)
 }
 
-fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools-wasm/dist")
-}
-
 /// `dir/deckhand.toml`, with an embedding model at `endpoint` when given.
 fn configure(dir: &Path, endpoint: Option<&str>) {
     let embeddings = endpoint.map_or_else(String::new, |endpoint| {
@@ -143,12 +139,9 @@ async fn remember(dir: &Path) -> (KnowledgeEntry, KnowledgeEntry) {
 
 /// `deckhand knowledge search TEXT [--json]` in `dir`: exit code, stdout, stderr.
 async fn search(dir: &Path, text: &str, as_json: bool) -> (i32, String, String) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
+    let mut command = tokio::process::Command::from(common::deckhand(dir));
     command
-        .current_dir(dir)
         .args(["knowledge", "search", text])
-        .env("HOME", dir)
-        .env_remove("DECKHAND_DATABASE_URL")
         .env_remove("RUST_LOG");
     if as_json {
         command.arg("--json");
@@ -230,40 +223,6 @@ async fn the_cli_finds_by_meaning_only_with_the_model() {
     assert!(out.contains("matched by words"), "{out}");
 }
 
-/// `deckhand serve` in `dir`, without a cluster.
-async fn serve(dir: &Path, port: u16) -> ServerProcess {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    command
-        .current_dir(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--builtin-tools-dir")
-        .arg(tools_dir())
-        .env("HOME", dir)
-        .env("RUST_LOG", "info")
-        .env("DECKHAND_WASM_CACHE", dir.join("wasm-cache"))
-        .env_remove("KUBECONFIG")
-        .env_remove("DECKHAND_DATABASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("AZURE_OPENAI_ENDPOINT")
-        .env("OLLAMA_HOST", "http://127.0.0.1:9");
-    let log = dir.join(format!("deckhand-{port}.log"));
-    let mut process = ServerProcess::spawn("deckhand", command, &log).unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
-            if response.status().is_success() {
-                return process;
-            }
-        }
-        process.check_running().unwrap();
-        assert!(Instant::now() < deadline, "no /healthz within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_finds_by_meaning_only_with_the_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -271,7 +230,7 @@ async fn the_api_finds_by_meaning_only_with_the_model() {
     let (url, model, server) = embedding_server().await;
     configure(dir.path(), Some(&url));
     let port = free_port().unwrap();
-    let mut process = serve(dir.path(), port).await;
+    let mut process = serve(dir.path(), port, None, "info").await;
     let token = std::fs::read_to_string(dir.path().join("data/initial-admin-token")).unwrap();
     let http = reqwest::Client::new();
     let knowledge = |q: &str| {

@@ -7,61 +7,19 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{serve, Caller, WAIT};
 use deckhand::store::Database;
 use deckhand_runtime::knowledge::KnowledgeEntry;
 use deckhand_runtime::{AuditLog, ThreadId, ThreadStore};
-use deckhand_testkit::process::{free_port, ServerProcess};
+use deckhand_testkit::process::free_port;
 use deckhand_testkit::{KubeApiServer, Postgres};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Generous: the machine may be busy compiling, and the first start compiles the tools.
-const WAIT: Duration = Duration::from_secs(180);
-
-fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools-wasm/dist")
-}
-
-/// `deckhand serve` in `dir` (its `deckhand.toml` names the shared database), with the
-/// offline model and the cluster of `kubeconfig`.
-async fn start(dir: &Path, port: u16, kubeconfig: &Path) -> ServerProcess {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_deckhand"));
-    command
-        .current_dir(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--builtin-tools-dir")
-        .arg(tools_dir())
-        .env("HOME", dir)
-        .env("RUST_LOG", "info,deckhand_store=debug")
-        .env("DECKHAND_WASM_CACHE", dir.join("wasm-cache"))
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("DECKHAND_DATABASE_URL")
-        .env_remove("DECKHAND_SHARED_DATABASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("AZURE_OPENAI_ENDPOINT")
-        .env("OLLAMA_HOST", "http://127.0.0.1:9");
-    let log = dir.join(format!("deckhand-{port}.log"));
-    let mut process = ServerProcess::spawn("deckhand", command, &log).expect("spawn deckhand");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
-            if response.status().is_success() {
-                return process;
-            }
-        }
-        process.check_running().expect("deckhand keeps running");
-        assert!(Instant::now() < deadline, "no /healthz within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Polls `probe` until it returns something, for at most [`WAIT`].
 async fn eventually<T, F>(what: &str, mut probe: impl FnMut() -> F) -> T
@@ -78,38 +36,7 @@ where
     }
 }
 
-struct Caller {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
 impl Caller {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
     async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.base))
             .await
@@ -189,15 +116,14 @@ async fn a_cluster_works_on_while_the_shared_database_is_down_and_catches_up_onc
     )
     .unwrap();
     let port = free_port().unwrap();
-    let mut deckhand = start(dir.path(), port, cluster.kubeconfig()).await;
-    let caller = Caller {
-        http: reqwest::Client::new(),
-        base: format!("http://127.0.0.1:{port}"),
-        token: std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned(),
-    };
+    let mut deckhand = serve(
+        dir.path(),
+        port,
+        Some(cluster.kubeconfig()),
+        "info,deckhand_store=debug",
+    )
+    .await;
+    let caller = Caller::admin(dir.path(), port);
     // Read beside the running process, as an operator would (SQLite in WAL mode).
     let local = Database::open_sqlite(&dir.path().join("data/deckhand.db"))
         .await

@@ -364,25 +364,12 @@ fn plugins_and_limits_come_from_the_config_file() {
     );
 }
 
-/// The terraform binary installed by scripts/install-terraform.sh (test.sh runs it).
-fn terraform() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("DECKHAND_TERRAFORM") {
-        return Some(PathBuf::from(path));
-    }
-    let cache = std::env::var_os("DECKHAND_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/deckhand")
-        });
-    Some(cache.join("terraform/terraform")).filter(|path| path.is_file())
-}
-
 /// `terraform_plan` through the binary runs terraform confined by `deckhand confine`: a
 /// configuration may plan, but not read a file outside the workspace (here, deckhand's
 /// own configuration file next to it) into the plan's output.
 #[test]
 fn terraform_runs_confined_through_deckhand_confine() {
-    let Some(terraform) = terraform() else {
+    let Some(terraform) = deckhand_testkit::terraform() else {
         eprintln!("\n!!!!! SKIPPED: no terraform (scripts/install-terraform.sh installs it)\n");
         return;
     };

@@ -48,12 +48,7 @@ struct Binaries {
 impl Binaries {
     fn find() -> Result<Self> {
         // Where scripts/install-kube-apiserver.sh puts them.
-        let cache = std::env::var_os("DECKHAND_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/deckhand"))
-            })
-            .unwrap_or_else(|| PathBuf::from("/root/.cache/deckhand"))
+        let cache = crate::cache_dir()
             .join("kubernetes")
             .join(KUBERNETES_VERSION);
         let locate = |env_var: &'static str, what: &'static str, default: PathBuf| {

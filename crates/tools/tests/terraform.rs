@@ -14,46 +14,9 @@ use deckhand_tools::terraform::{
 use deckhand_tools::{ToolContext, ToolRegistry};
 use serde_json::json;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The terraform binary, installed when missing; `None` (with a loud message) only when
-/// it cannot be installed.
-fn terraform() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("DECKHAND_TERRAFORM") {
-        return Some(PathBuf::from(path));
-    }
-    let cache = std::env::var_os("DECKHAND_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/deckhand")
-        });
-    let binary = cache.join("terraform/terraform");
-    if binary.is_file() {
-        return Some(binary);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-terraform.sh");
-    let installed = std::process::Command::new("bash").arg(&script).output();
-    match installed {
-        Ok(output) if output.status.success() && binary.is_file() => Some(binary),
-        Ok(output) => {
-            eprintln!(
-                "\n!!!!! SKIPPED: terraform could not be installed by {}:\n{}\n",
-                script.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            None
-        }
-        Err(error) => {
-            eprintln!(
-                "\n!!!!! SKIPPED: cannot run {}: {error}\n",
-                script.display()
-            );
-            None
-        }
-    }
-}
 
 /// A registry with `terraform_plan` over the real binary, passing `PATH` only, confined
 /// by this crate's launcher (as `deckhand confine` does in the product).
@@ -93,7 +56,9 @@ fn write(dir: &Path, name: &str, text: &str) {
 
 #[tokio::test]
 async fn a_configuration_without_providers_plans_and_its_summary_is_read() {
-    let Some(binary) = terraform() else { return };
+    let Some(binary) = deckhand_testkit::terraform() else {
+        return;
+    };
     let workspace = tempfile::tempdir().unwrap();
     let registry = registry(&binary, 120);
     // Only variables and locals: nothing to create, so terraform says "No changes."
@@ -168,7 +133,9 @@ async fn a_configuration_without_providers_plans_and_its_summary_is_read() {
 
 #[tokio::test]
 async fn an_aws_configuration_fails_at_init_saying_the_provider_could_not_be_installed() {
-    let Some(binary) = terraform() else { return };
+    let Some(binary) = deckhand_testkit::terraform() else {
+        return;
+    };
     let workspace = tempfile::tempdir().unwrap();
     let registry = registry(&binary, 120);
     write(
@@ -208,7 +175,9 @@ async fn an_aws_configuration_fails_at_init_saying_the_provider_could_not_be_ins
 
 #[tokio::test]
 async fn paths_outside_the_workspace_are_refused_before_terraform_runs() {
-    let Some(binary) = terraform() else { return };
+    let Some(binary) = deckhand_testkit::terraform() else {
+        return;
+    };
     let workspace = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();
     write(
@@ -237,7 +206,9 @@ async fn paths_outside_the_workspace_are_refused_before_terraform_runs() {
 
 #[tokio::test]
 async fn a_plan_that_runs_past_the_time_limit_is_killed() {
-    let Some(binary) = terraform() else { return };
+    let Some(binary) = deckhand_testkit::terraform() else {
+        return;
+    };
     let workspace = tempfile::tempdir().unwrap();
     // About a billion list elements evaluated in a local: minutes of CPU in plan (init
     // does not evaluate it), in constant memory. No provider needed.
@@ -293,7 +264,9 @@ async fn a_plan_that_runs_past_the_time_limit_is_killed() {
 /// kernel when confined; unconfined, the same plan would carry the file's text out.
 #[tokio::test]
 async fn a_confined_terraform_cannot_read_host_files_into_a_plan() {
-    let Some(binary) = terraform() else { return };
+    let Some(binary) = deckhand_testkit::terraform() else {
+        return;
+    };
     let workspace = tempfile::tempdir().unwrap();
     let host = tempfile::tempdir().unwrap();
     let secret = host.path().join("token");
@@ -337,7 +310,9 @@ async fn a_confined_terraform_cannot_read_host_files_into_a_plan() {
 /// A tool configured for Landlock but given no launcher refuses to run terraform at all.
 #[tokio::test]
 async fn without_a_launcher_a_confined_terraform_does_not_run() {
-    let Some(binary) = terraform() else { return };
+    let Some(binary) = deckhand_testkit::terraform() else {
+        return;
+    };
     let workspace = tempfile::tempdir().unwrap();
     write(
         &workspace.path().join("terraform/quiet"),
