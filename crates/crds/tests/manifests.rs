@@ -37,7 +37,7 @@ const SERVICE_ACCOUNT_GROUPS: [&str; 3] = [
 /// The field manager of this test's applies.
 const MANAGER: &str = "deckhand-manifests-test";
 /// The overlays next to the base, each rendered and applied.
-const OVERLAYS: [&str; 4] = ["eks", "aks", "ai-nodes", "write-access"];
+const OVERLAYS: [&str; 5] = ["eks", "aks", "ai-nodes", "write-access", "operator"];
 
 fn k8s_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../k8s")
@@ -160,6 +160,90 @@ fn each_overlay_changes_exactly_what_it_is_for() {
             ("RoleBinding", "staging", "deckhand-write")
         ]
     );
+
+    // The operator: its Deployment, volume, webhook Service, NetworkPolicy opening the
+    // webhook port, and the webhook registration, all pointing at each other.
+    let operator = changed("operator");
+    let mut kinds: Vec<_> = operator
+        .iter()
+        .map(|(id, _)| format!("{} {}", id.1, id.3))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "Deployment deckhand-operator",
+            "MutatingWebhookConfiguration deckhand-identity",
+            "NetworkPolicy deckhand-operator-webhook",
+            "PersistentVolumeClaim deckhand-operator-state",
+            "Service deckhand-operator-webhook",
+        ]
+    );
+    let object = |kind: &str| &operator.iter().find(|(id, _)| id.1 == kind).unwrap().1;
+    let (deployment, webhook, service, policy) = (
+        object("Deployment"),
+        object("MutatingWebhookConfiguration"),
+        object("Service"),
+        object("NetworkPolicy"),
+    );
+    let pod = &deployment["spec"]["template"];
+    let labels = pod["metadata"]["labels"].as_object().unwrap();
+    let selects = |selector: &Value| {
+        selector
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    };
+    assert!(selects(&deployment["spec"]["selector"]["matchLabels"]));
+    assert!(selects(&service["spec"]["selector"]));
+    assert!(selects(&policy["spec"]["podSelector"]["matchLabels"]));
+    // The server's Service and PDB must not pick the operator's pods up.
+    assert!(!selects(
+        &base[&by_kind_name(&base, "Service", "deckhand")]["spec"]["selector"]
+    ));
+    let container = &pod["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "operator");
+    let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
+    assert_eq!(after("--identity-source"), "attested");
+    assert_eq!(after("--webhook-listen"), "0.0.0.0:8443");
+    // (numbers are normalized to floats for the comparison with kubectl's rendering)
+    assert_eq!(
+        container["ports"][0]["containerPort"].as_f64(),
+        Some(8443.0)
+    );
+    assert_eq!(
+        policy["spec"]["ingress"][0]["ports"][0]["port"].as_f64(),
+        Some(8443.0)
+    );
+    let target = &webhook["webhooks"][0]["clientConfig"]["service"];
+    assert_eq!(target["name"], service["metadata"]["name"]);
+    assert_eq!(target["path"], "/mutate-airequests");
+    assert_eq!(target["port"], service["spec"]["ports"][0]["port"]);
+    assert_eq!(webhook["webhooks"][0]["failurePolicy"], "Fail");
+    assert_eq!(
+        webhook["webhooks"][0]["rules"][0]["resources"],
+        json!(["airequests"]),
+        "never the status subresource: only the operator writes it"
+    );
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+}
+
+fn by_kind_name(objects: &BTreeMap<Identity, Value>, kind: &str, name: &str) -> Identity {
+    objects
+        .keys()
+        .find(|id| id.1 == kind && id.3 == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+        .clone()
 }
 
 /// No rule in any rendering grants `*`, touches Secrets, or binds a built-in powerful role.

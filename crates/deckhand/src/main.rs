@@ -108,6 +108,27 @@ struct OperatorArgs {
     /// Seconds the Lease holds without renewal (a crashed leader's replacement waits this long).
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Whose name a request runs under: `declared` takes `spec.user` as written (recorded,
+    /// never impersonated: deckhand acts as itself); `attested` takes only the people the
+    /// admission webhook recorded (creator, approver, who asked to restore) and, with
+    /// `[cluster] impersonate`, acts as them. Requests without a record are refused.
+    #[arg(
+        long,
+        env = "DECKHAND_IDENTITY_SOURCE",
+        default_value = "declared",
+        value_name = "SOURCE"
+    )]
+    identity_source: deckhand::operator::IdentitySource,
+    /// Serve the AIRequest admission webhook (HTTPS, path /mutate-airequests) on this
+    /// address, e.g. 0.0.0.0:8443. Every replica serves it.
+    #[arg(long, env = "DECKHAND_WEBHOOK_LISTEN", value_name = "ADDR", requires_all = ["webhook_cert", "webhook_key"])]
+    webhook_listen: Option<std::net::SocketAddr>,
+    /// The webhook's certificate chain (PEM); read again when it changes.
+    #[arg(long, env = "DECKHAND_WEBHOOK_CERT", value_name = "FILE")]
+    webhook_cert: Option<PathBuf>,
+    /// The webhook's private key (PEM).
+    #[arg(long, env = "DECKHAND_WEBHOOK_KEY", value_name = "FILE")]
+    webhook_key: Option<PathBuf>,
     /// The sandbox root [default: workspace].
     #[arg(long, env = "DECKHAND_WORKSPACE", value_name = "DIR")]
     workspace: Option<PathBuf>,
@@ -651,6 +672,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             options.namespace = args.namespace;
             options.lease_namespace = args.lease_namespace;
             options.lease_duration = std::time::Duration::from_secs(args.lease_seconds.max(1));
+            options.identity_source = args.identity_source;
+            if let (Some(listen), Some(cert), Some(key)) =
+                (args.webhook_listen, args.webhook_cert, args.webhook_key)
+            {
+                options.webhook = Some(deckhand::operator::WebhookOptions { listen, cert, key });
+            }
             deckhand::operator::run(&config, options, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

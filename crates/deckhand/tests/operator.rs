@@ -1,10 +1,15 @@
 //! `deckhand operator` against a real kube-apiserver, with the real binary, the real
 //! SQLite store and the offline planner: an AIRequest's whole life (planned, a stale hash
 //! refused, approved and run, restored), and leader election between two replicas (only
-//! the Lease holder acts; when it dies the other takes over; on SIGTERM it hands over).
+//! the Lease holder acts; when it dies the other takes over; on SIGTERM it hands over),
+//! and the identity webhook (the API server sends AIRequests through the operator's
+//! admission webhook; the operator runs as whoever the API server says approved).
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{tools_dir, WAIT};
 use deckhand_crds::{AIConversation, AIRequest, AIRequestSpec, Phase};
 use deckhand_testkit::KubeApiServer;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,13 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Generous: the machine may be busy compiling, and the first run compiles the tools.
-const WAIT: Duration = Duration::from_secs(180);
-
-fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools-wasm/dist")
-}
-
 /// A running `deckhand operator`; killed when dropped.
 struct Operator {
     child: Child,
@@ -33,10 +31,14 @@ struct Operator {
 
 impl Operator {
     fn start(dir: &Path, kubeconfig: &Path, identity: &str) -> Self {
+        Self::start_with(dir, kubeconfig, identity, &[])
+    }
+
+    fn start_with(dir: &Path, kubeconfig: &Path, identity: &str, extra: &[String]) -> Self {
         let log = dir.join(format!("operator-{identity}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_deckhand"))
-            .current_dir(dir)
+        let child = common::deckhand(dir)
             .args(["operator", "--identity", identity, "--lease-seconds", "4"])
+            .args(extra)
             .arg("--builtin-tools-dir")
             .arg(tools_dir())
             .arg("--data-dir")
@@ -44,17 +46,6 @@ impl Operator {
             .arg("--workspace")
             .arg(dir.join("workspace"))
             .env("KUBECONFIG", kubeconfig)
-            .env("HOME", dir)
-            .env("RUST_LOG", "info")
-            .env("DECKHAND_WASM_CACHE", dir.join("wasm-cache"))
-            .env_remove("POD_NAME")
-            .env_remove("DECKHAND_DATABASE_URL")
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("OPENAI_BASE_URL")
-            .env_remove("ANTHROPIC_API_KEY")
-            .env_remove("GEMINI_API_KEY")
-            .env_remove("AZURE_OPENAI_ENDPOINT")
-            .env("OLLAMA_HOST", "http://127.0.0.1:9")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -423,4 +414,316 @@ async fn only_the_leader_reconciles_and_another_takes_over() {
         .spec
         .and_then(|spec| spec.lease_transitions);
     assert_eq!(transitions, Some(1));
+}
+
+/// A client acting as `user` in `groups` (impersonated by the test's admin).
+async fn client_as(cluster: &KubeApiServer, user: &str, groups: &[&str]) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(cluster.kubeconfig()).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    config.auth_info.impersonate = Some(user.to_owned());
+    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
+    Client::try_from(config).unwrap()
+}
+
+/// A CA and a serving certificate for 127.0.0.1 signed by it: (cert file, key file, CA PEM).
+fn webhook_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    let (cert_path, key_path) = (dir.join("webhook.crt"), dir.join("webhook.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path, ca.pem())
+}
+
+fn record(request: &AIRequest, key: &str) -> Option<serde_json::Value> {
+    request
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(key))
+        .map(|text| serde_json::from_str(text).unwrap())
+}
+
+async fn create_in_shop<K>(client: &Client, value: serde_json::Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+{
+    let object: K = serde_json::from_value(value).unwrap();
+    Api::<K>::namespaced(client.clone(), "shop")
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_webhook_records_who_asked_and_approved_and_the_operator_acts_as_them() {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use k8s_openapi::ByteString;
+
+    let (cluster, admin) = cluster().await;
+    // Everyone in `requesters` may write AIRequests in shop; only `shop-team` may change
+    // the Deployments there.
+    for (role, rules) in [
+        (
+            "airequest-editor",
+            json!([{"apiGroups": ["deckhand.dev"], "resources": ["airequests"], "verbs": ["*"]}]),
+        ),
+        (
+            "shop-admin",
+            json!([{"apiGroups": ["", "apps"], "resources": ["*"], "verbs": ["*"]}]),
+        ),
+    ] {
+        create_in_shop::<k8s_openapi::api::rbac::v1::Role>(
+            &admin,
+            json!({
+            "metadata": {"name": role, "namespace": "shop"}, "rules": rules}),
+        )
+        .await;
+    }
+    for (role, group) in [
+        ("airequest-editor", "requesters"),
+        ("shop-admin", "shop-team"),
+    ] {
+        create_in_shop::<k8s_openapi::api::rbac::v1::RoleBinding>(&admin, json!({
+            "metadata": {"name": format!("{role}-{group}"), "namespace": "shop"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]})).await;
+    }
+    let bob = client_as(&cluster, "bob", &["requesters"]).await;
+    let carol = client_as(&cluster, "carol", &["requesters", "shop-team"]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deckhand.toml"),
+        "[cluster]\nimpersonate = true\n",
+    )
+    .unwrap();
+    let (cert, key, ca) = webhook_certificate(dir.path());
+    let port = deckhand_testkit::process::free_port().unwrap();
+    let operator = Operator::start_with(
+        dir.path(),
+        cluster.kubeconfig(),
+        "attesting",
+        &[
+            "--identity-source".into(),
+            "attested".into(),
+            "--webhook-listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--webhook-cert".into(),
+            cert.display().to_string(),
+            "--webhook-key".into(),
+            key.display().to_string(),
+        ],
+    );
+
+    // Written before the webhook is registered: no record, so the operator will not act
+    // on it.
+    let admin_requests: Api<AIRequest> = Api::namespaced(admin.clone(), "shop");
+    admin_requests
+        .create(&PostParams::default(), &scale_request("unrecorded"))
+        .await
+        .unwrap();
+    let unrecorded = request_in(&admin_requests, "unrecorded", Phase::Failed, &[&operator]).await;
+    let conditions = unrecorded.status.unwrap().conditions;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.reason == "NoAttestedIdentity"
+                && c.message.contains("deckhand.dev/requested-by")),
+        "{conditions:#?}"
+    );
+
+    wait_for("the webhook's port", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    let mut configuration: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "deckhand-identity"},
+        "webhooks": [{
+            "name": "identity.deckhand.dev",
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate-airequests")},
+            "rules": [{"apiGroups": ["deckhand.dev"], "apiVersions": ["*"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["airequests"],
+                       "scope": "Namespaced"}],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 10,
+        }]
+    }))
+    .unwrap();
+    configuration.webhooks.as_mut().unwrap()[0]
+        .client_config
+        .ca_bundle = Some(ByteString(ca.into_bytes()));
+    Api::<MutatingWebhookConfiguration>::all(admin.clone())
+        .create(&PostParams::default(), &configuration)
+        .await
+        .unwrap();
+    // The API server picks the configuration up within a moment: probe with dry runs.
+    let bob_requests: Api<AIRequest> = Api::namespaced(bob.clone(), "shop");
+    wait_for("the webhook to be called", || {
+        let bob_requests = bob_requests.clone();
+        async move {
+            let probe = bob_requests
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..PostParams::default()
+                    },
+                    &scale_request("probe"),
+                )
+                .await
+                .unwrap();
+            record(&probe, "deckhand.dev/requested-by").is_some()
+        }
+    })
+    .await;
+
+    // Bob writes carol's name and a forged approval record: the API server stores his.
+    let mut forged = scale_request("bob-alone");
+    forged.spec.user = "carol".into();
+    forged.metadata.annotations = Some(
+        [(
+            "deckhand.dev/approved-by".to_owned(),
+            json!({"user": "carol", "groups": ["shop-team"]}).to_string(),
+        )]
+        .into(),
+    );
+    let stored = bob_requests
+        .create(&PostParams::default(), &forged)
+        .await
+        .unwrap();
+    assert_eq!(stored.spec.user, "bob");
+    let requested = record(&stored, "deckhand.dev/requested-by").unwrap();
+    assert_eq!(requested["user"], "bob");
+    assert!(
+        requested["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("requesters")),
+        "{requested}"
+    );
+    assert_eq!(record(&stored, "deckhand.dev/approved-by"), None);
+
+    // Planned for bob, who is told up front that he may not scale web.
+    let planned = request_in(
+        &bob_requests,
+        "bob-alone",
+        Phase::AwaitingApproval,
+        &[&operator],
+    )
+    .await;
+    let status = planned.status.unwrap();
+    assert!(
+        status.conditions.iter().any(|c| c.type_ == "Permitted"
+            && c.reason == "MissingPermissions"
+            && c.message.contains("bob")),
+        "{:#?}",
+        status.conditions
+    );
+    // His own approval runs as him: the API server refuses the write.
+    patch_spec(
+        &bob_requests,
+        "bob-alone",
+        json!({"approve": status.plan_hash.unwrap()}),
+    )
+    .await;
+    let failed = request_in(&bob_requests, "bob-alone", Phase::Failed, &[&operator]).await;
+    assert_eq!(
+        record(&failed, "deckhand.dev/approved-by").unwrap()["user"],
+        "bob"
+    );
+    assert_eq!(replicas(&admin).await, Some(1), "bob may not scale web");
+
+    // The same request, approved by carol, runs as carol.
+    bob_requests
+        .create(&PostParams::default(), &scale_request("carol-approves"))
+        .await
+        .unwrap();
+    let planned = request_in(
+        &bob_requests,
+        "carol-approves",
+        Phase::AwaitingApproval,
+        &[&operator],
+    )
+    .await;
+    let hash = planned.status.unwrap().plan_hash.unwrap();
+    // Bob cannot write carol's approval into the annotations himself.
+    bob_requests
+        .patch(
+            "carol-approves",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "deckhand.dev/approved-by": json!({"user": "carol", "value": hash}).to_string()
+            }}})),
+        )
+        .await
+        .unwrap();
+    let unchanged = bob_requests.get("carol-approves").await.unwrap();
+    assert_eq!(record(&unchanged, "deckhand.dev/approved-by"), None);
+    assert_eq!(unchanged.phase(), Phase::AwaitingApproval);
+
+    let carol_requests: Api<AIRequest> = Api::namespaced(carol.clone(), "shop");
+    patch_spec(&carol_requests, "carol-approves", json!({"approve": hash})).await;
+    let done = request_in(
+        &carol_requests,
+        "carol-approves",
+        Phase::Succeeded,
+        &[&operator],
+    )
+    .await;
+    let approved = record(&done, "deckhand.dev/approved-by").unwrap();
+    assert_eq!(approved["user"], "carol");
+    assert_eq!(approved["value"], json!(hash));
+    assert_eq!(done.spec.user, "bob", "who asked stays bob");
+    assert_eq!(replicas(&admin).await, Some(3));
+    let conditions = done.status.unwrap().conditions;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Approved" && c.message.contains("approved by carol")),
+        "{conditions:#?}"
+    );
+
+    // Carol asks to put it back; the restore runs as her.
+    patch_spec(&carol_requests, "carol-approves", json!({"restore": true})).await;
+    let restored = request_in(
+        &carol_requests,
+        "carol-approves",
+        Phase::Restored,
+        &[&operator],
+    )
+    .await;
+    assert_eq!(
+        record(&restored, "deckhand.dev/restore-requested-by").unwrap()["user"],
+        "carol"
+    );
+    assert_eq!(replicas(&admin).await, Some(1));
+    let log = operator.log();
+    assert!(log.contains("admission review"), "{log}");
 }

@@ -17,8 +17,12 @@
 //! # Layout
 //! - this file: [`run`], [`Options`], the reconciler and the status it writes.
 //! - [`lease`]: [`LeaseLock`], leader election over a `coordination.k8s.io/v1` Lease.
+//! - [`identity`]: who asked, approved and restored, as the API server authenticated them.
+//! - [`webhook`]: the mutating admission webhook that records those people.
 
+pub mod identity;
 pub mod lease;
+pub mod webhook;
 
 use crate::conductor::{Conductor, ConductorError, DEFAULT_CLUSTER_ID};
 use crate::config::Config;
@@ -28,7 +32,10 @@ use deckhand_crds::{
 };
 use deckhand_runtime::scheduler::PlanState;
 use deckhand_runtime::{Interface, ThreadId};
+use deckhand_tools::cluster::Person;
 use futures_util::StreamExt;
+pub use identity::IdentitySource;
+use identity::{attested, Attestation, APPROVED_BY, REQUESTED_BY, RESTORE_REQUESTED_BY};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -42,6 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+pub use webhook::WebhookOptions;
 
 /// The field manager of the operator's server-side applies, and the Events' reporter.
 pub const FIELD_MANAGER: &str = "deckhand-operator";
@@ -75,6 +83,11 @@ pub struct Options {
     pub identity: String,
     /// How long the Lease holds without renewal.
     pub lease_duration: Duration,
+    /// Whose name a request runs under: `spec.user` as written, or only what the
+    /// admission webhook recorded.
+    pub identity_source: IdentitySource,
+    /// Serve the admission webhook (every replica, leader or not).
+    pub webhook: Option<WebhookOptions>,
 }
 
 impl Options {
@@ -86,6 +99,8 @@ impl Options {
             lease_name: DEFAULT_LEASE_NAME.to_owned(),
             identity: identity.into(),
             lease_duration: DEFAULT_LEASE_DURATION,
+            identity_source: IdentitySource::Declared,
+            webhook: None,
         }
     }
 }
@@ -114,6 +129,9 @@ pub enum OperatorError {
     /// The object has no namespace (AIRequests are namespaced).
     #[error("the AIRequest {0} has no namespace")]
     NoNamespace(String),
+    /// The admission webhook cannot serve.
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
 }
 
 fn kube_error(action: &'static str) -> impl FnOnce(kube::Error) -> OperatorError {
@@ -127,6 +145,7 @@ struct Context {
     recorder: Recorder,
     /// Failures in a row per request (`namespace/name`), for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    identity_source: IdentitySource,
 }
 
 /// Runs the operator until `shutdown` completes: contends for the Lease and, while it
@@ -141,6 +160,18 @@ pub async fn run(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OperatorError> {
+    let stop = CancellationToken::new();
+    // Whatever way this returns, the webhook stops with it.
+    let _stop_on_return = stop.clone().drop_guard();
+    // The webhook first: a bad certificate stops the operator before it plans anything,
+    // and admission works while replicas wait for the Lease.
+    let webhook = match options.webhook.clone() {
+        Some(webhook_options) => {
+            let webhook = webhook::Webhook::bind(webhook_options).await?;
+            Some(tokio::spawn(webhook.serve(stop.clone())))
+        }
+        None => None,
+    };
     let client = kube::Client::try_default()
         .await
         .map_err(OperatorError::NoCluster)?;
@@ -165,14 +196,18 @@ pub async fn run(
         client,
         conductor,
         failures: Mutex::new(HashMap::new()),
+        identity_source: options.identity_source,
     });
-    let stop = CancellationToken::new();
     let stopping = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         stopping.cancel();
     });
     let result = lead(&lock, &options, &context, &stop).await;
+    stop.cancel();
+    if let Some(webhook) = webhook {
+        let _ = webhook.await;
+    }
     if let Ok(context) = Arc::try_unwrap(context) {
         context.conductor.close().await;
     }
@@ -414,16 +449,43 @@ impl Step<'_> {
         &self.request.spec.user
     }
 
+    /// The webhook's record under `key` when the operator takes identities from it
+    /// (`Ok(None)` when it takes `spec.user` as written); `Err` says why there is none.
+    fn attestation(&self, key: &str) -> Result<Option<Attestation>, String> {
+        match self.context.identity_source {
+            IdentitySource::Declared => Ok(None),
+            IdentitySource::Attested => attested(self.request, key).map(Some).ok_or_else(|| {
+                format!(
+                    "no {key} record from deckhand's admission webhook (was it installed when this was written?): this operator acts only for people the API server authenticated (--identity attested)"
+                )
+            }),
+        }
+    }
+
+    /// Who to name in the thread for a record (its user, else `spec.user`), and whom
+    /// cluster calls act as (the recorded person; deckhand itself without a record).
+    fn acting(&self, attestation: Option<&Attestation>) -> (String, Option<Person>) {
+        match attestation {
+            Some(attestation) => (attestation.user.clone(), Some(attestation.person())),
+            None => (self.who().to_owned(), None),
+        }
+    }
+
     async fn next(&self) -> Result<Action, OperatorError> {
         let status = self.request.status.clone().unwrap_or_default();
         let thread = status
             .thread_id
             .as_deref()
             .and_then(|id| id.parse::<ThreadId>().ok());
+        let phase = self.request.phase();
         let Some(thread) = thread else {
+            if phase == Phase::Failed && status.observed_generation == self.generation() {
+                // Planning failed for this generation and said why; a changed spec
+                // tries again.
+                return Ok(Action::await_change());
+            }
             return self.plan(status).await;
         };
-        let phase = self.request.phase();
         if self.request.spec.restore == Some(true)
             && matches!(phase, Phase::Succeeded | Phase::Failed)
         {
@@ -439,7 +501,7 @@ impl Step<'_> {
                     let message = format!(
                         "spec.approve names {approved}, but the plan is {planned}: nothing was run; review the plan in the status and approve its hash"
                     );
-                    self.refuse(status, &message).await
+                    self.refuse(status, "StaleHash", &message).await
                 }
                 Approval::NotGiven | Approval::NoPlan { .. } => self.observe(status).await,
             },
@@ -530,9 +592,24 @@ impl Step<'_> {
             }
             _ => spec.request_text.clone(),
         };
+        let requester = match self.attestation(REQUESTED_BY) {
+            Ok(requester) => requester,
+            Err(message) => {
+                let error = ConductorError {
+                    stage: "planning",
+                    thread: None,
+                    message,
+                    retryable: false,
+                };
+                return self
+                    .fail(status, "Planned", "NoAttestedIdentity", &error)
+                    .await;
+            }
+        };
+        let (who, person) = self.acting(requester.as_ref());
         let conductor = &self.context.conductor;
         let planned = match conductor
-            .start(self.who(), &text, Some(spec.namespace.clone()))
+            .start(&who, &text, Some(spec.namespace.clone()))
             .await
         {
             Ok(planned) => planned,
@@ -560,6 +637,27 @@ impl Step<'_> {
                 self.generation(),
             ),
         );
+        if let Some(person) = &person {
+            // Tell the person now what they may not do, not when the run fails.
+            let missing = conductor.review_access(&planned.plan, person).await;
+            if !missing.is_empty() {
+                let message = missing
+                    .iter()
+                    .map(|(step, permission)| format!("{step}: {permission}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                set_condition(
+                    &mut status.conditions,
+                    condition(
+                        "Permitted",
+                        ConditionStatus::False,
+                        "MissingPermissions",
+                        format!("{who} lacks: {message}"),
+                        self.generation(),
+                    ),
+                );
+            }
+        }
         if planned.plan.is_mutating() {
             status.phase = Some(Phase::AwaitingApproval);
             set_condition(
@@ -588,13 +686,21 @@ impl Step<'_> {
         // A plan that only reads runs at once; the answer is Jamie's report.
         status.phase = Some(Phase::Planned);
         self.write(&status).await?;
-        let ran = conductor.run_read_only(&planned.plan, self.who()).await;
+        let ran = conductor
+            .run_reads_acting(
+                &planned.plan,
+                &who,
+                person.as_ref(),
+                &CancellationToken::new(),
+            )
+            .await;
         self.finish(status, planned.thread_id, ran).await
     }
 
     async fn refuse(
         &self,
         mut status: AIRequestStatus,
+        reason: &str,
         message: &str,
     ) -> Result<Action, OperatorError> {
         if status.observed_generation == self.generation() {
@@ -606,14 +712,14 @@ impl Step<'_> {
             condition(
                 "Approved",
                 ConditionStatus::False,
-                "StaleHash",
+                reason,
                 message,
                 self.generation(),
             ),
         );
         status.observed_generation = self.generation();
         self.write(&status).await?;
-        self.publish(EventType::Warning, "StaleHash", message).await;
+        self.publish(EventType::Warning, reason, message).await;
         Ok(Action::await_change())
     }
 
@@ -623,6 +729,20 @@ impl Step<'_> {
         thread: ThreadId,
         hash: &str,
     ) -> Result<Action, OperatorError> {
+        let approver = match self.attestation(APPROVED_BY) {
+            Ok(approver) => approver,
+            Err(message) => return self.refuse(status, "NoAttestedIdentity", &message).await,
+        };
+        if let Some(approver) = &approver {
+            if approver.value_text().as_deref() != Some(hash) {
+                let message = format!(
+                    "the {APPROVED_BY} record is for {}, not {hash}: remove spec.approve and set it again",
+                    approver.value_text().unwrap_or_default()
+                );
+                return self.refuse(status, "NoAttestedIdentity", &message).await;
+            }
+        }
+        let (who, person) = self.acting(approver.as_ref());
         let conductor = &self.context.conductor;
         let plan = match conductor.plan_of(thread).await? {
             Some(plan) if plan.hash == hash => plan,
@@ -644,7 +764,7 @@ impl Step<'_> {
                 "Approved",
                 ConditionStatus::True,
                 "Approved",
-                format!("{hash} approved; running"),
+                format!("{hash} approved by {who}; running"),
                 self.generation(),
             ),
         );
@@ -652,10 +772,20 @@ impl Step<'_> {
         self.publish(
             EventType::Normal,
             "Running",
-            format!("running the approved plan {hash}"),
+            format!("running the plan {hash} approved by {who}"),
         )
         .await;
-        let ran = conductor.approve_and_run(&plan, hash, self.who()).await;
+        let ran = match conductor
+            .approve(&plan, hash, &who, None, Interface::Operator)
+            .await
+        {
+            Ok(()) => {
+                conductor
+                    .run_acting(&plan, &who, person.as_ref(), &CancellationToken::new())
+                    .await
+            }
+            Err(error) => Err(error),
+        };
         self.finish(status, thread, ran).await
     }
 
@@ -727,7 +857,25 @@ impl Step<'_> {
         mut status: AIRequestStatus,
         thread: ThreadId,
     ) -> Result<Action, OperatorError> {
-        match self.context.conductor.restore(thread, self.who()).await {
+        let restorer = match self.attestation(RESTORE_REQUESTED_BY) {
+            Ok(restorer) => restorer,
+            Err(message) => {
+                let error = ConductorError {
+                    stage: "restoring",
+                    thread: Some(thread),
+                    message,
+                    retryable: false,
+                };
+                return self.refuse_restore(status, &error).await;
+            }
+        };
+        let (who, person) = self.acting(restorer.as_ref());
+        match self
+            .context
+            .conductor
+            .restore_acting(thread, &who, person.as_ref())
+            .await
+        {
             Ok(restored) => {
                 status.phase = Some(Phase::Restored);
                 status.observed_generation = self.generation();
@@ -751,28 +899,35 @@ impl Step<'_> {
                 self.mirror(thread).await;
                 Ok(Action::await_change())
             }
-            Err(error) if !error.retryable => {
-                if status.observed_generation == self.generation() {
-                    return Ok(Action::await_change());
-                }
-                set_condition(
-                    &mut status.conditions,
-                    condition(
-                        "Restored",
-                        ConditionStatus::False,
-                        "RestoreRefused",
-                        error.to_string(),
-                        self.generation(),
-                    ),
-                );
-                status.observed_generation = self.generation();
-                self.write(&status).await?;
-                self.publish(EventType::Warning, "RestoreRefused", error.to_string())
-                    .await;
-                Ok(Action::await_change())
-            }
+            Err(error) if !error.retryable => self.refuse_restore(status, &error).await,
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// A restore that cannot be done: a condition and an Event, once per generation.
+    async fn refuse_restore(
+        &self,
+        mut status: AIRequestStatus,
+        error: &ConductorError,
+    ) -> Result<Action, OperatorError> {
+        if status.observed_generation == self.generation() {
+            return Ok(Action::await_change());
+        }
+        set_condition(
+            &mut status.conditions,
+            condition(
+                "Restored",
+                ConditionStatus::False,
+                "RestoreRefused",
+                error.to_string(),
+                self.generation(),
+            ),
+        );
+        status.observed_generation = self.generation();
+        self.write(&status).await?;
+        self.publish(EventType::Warning, "RestoreRefused", error.to_string())
+            .await;
+        Ok(Action::await_change())
     }
 
     /// Mirrors the thread's messages into the `AIConversation` of the request's name;
