@@ -501,7 +501,7 @@ impl Step<'_> {
                     let message = format!(
                         "spec.approve names {approved}, but the plan is {planned}: nothing was run; review the plan in the status and approve its hash"
                     );
-                    self.refuse(status, "StaleHash", &message).await
+                    self.refuse(status, "Approved", "StaleHash", &message).await
                 }
                 Approval::NotGiven | Approval::NoPlan { .. } => self.observe(status).await,
             },
@@ -697,9 +697,12 @@ impl Step<'_> {
         self.finish(status, planned.thread_id, ran).await
     }
 
+    /// What the person asked for cannot be done: condition `type_` false with `reason`,
+    /// and a Warning Event, once per generation; the phase stays.
     async fn refuse(
         &self,
         mut status: AIRequestStatus,
+        type_: &str,
         reason: &str,
         message: &str,
     ) -> Result<Action, OperatorError> {
@@ -710,7 +713,7 @@ impl Step<'_> {
         set_condition(
             &mut status.conditions,
             condition(
-                "Approved",
+                type_,
                 ConditionStatus::False,
                 reason,
                 message,
@@ -731,7 +734,11 @@ impl Step<'_> {
     ) -> Result<Action, OperatorError> {
         let approver = match self.attestation(APPROVED_BY) {
             Ok(approver) => approver,
-            Err(message) => return self.refuse(status, "NoAttestedIdentity", &message).await,
+            Err(message) => {
+                return self
+                    .refuse(status, "Approved", "NoAttestedIdentity", &message)
+                    .await
+            }
         };
         if let Some(approver) = &approver {
             if approver.value_text().as_deref() != Some(hash) {
@@ -739,7 +746,9 @@ impl Step<'_> {
                     "the {APPROVED_BY} record is for {}, not {hash}: remove spec.approve and set it again",
                     approver.value_text().unwrap_or_default()
                 );
-                return self.refuse(status, "NoAttestedIdentity", &message).await;
+                return self
+                    .refuse(status, "Approved", "NoAttestedIdentity", &message)
+                    .await;
             }
         }
         let (who, person) = self.acting(approver.as_ref());
@@ -860,13 +869,9 @@ impl Step<'_> {
         let restorer = match self.attestation(RESTORE_REQUESTED_BY) {
             Ok(restorer) => restorer,
             Err(message) => {
-                let error = ConductorError {
-                    stage: "restoring",
-                    thread: Some(thread),
-                    message,
-                    retryable: false,
-                };
-                return self.refuse_restore(status, &error).await;
+                return self
+                    .refuse(status, "Restored", "RestoreRefused", &message)
+                    .await
             }
         };
         let (who, person) = self.acting(restorer.as_ref());
@@ -899,35 +904,12 @@ impl Step<'_> {
                 self.mirror(thread).await;
                 Ok(Action::await_change())
             }
-            Err(error) if !error.retryable => self.refuse_restore(status, &error).await,
+            Err(error) if !error.retryable => {
+                self.refuse(status, "Restored", "RestoreRefused", &error.to_string())
+                    .await
+            }
             Err(error) => Err(error.into()),
         }
-    }
-
-    /// A restore that cannot be done: a condition and an Event, once per generation.
-    async fn refuse_restore(
-        &self,
-        mut status: AIRequestStatus,
-        error: &ConductorError,
-    ) -> Result<Action, OperatorError> {
-        if status.observed_generation == self.generation() {
-            return Ok(Action::await_change());
-        }
-        set_condition(
-            &mut status.conditions,
-            condition(
-                "Restored",
-                ConditionStatus::False,
-                "RestoreRefused",
-                error.to_string(),
-                self.generation(),
-            ),
-        );
-        status.observed_generation = self.generation();
-        self.write(&status).await?;
-        self.publish(EventType::Warning, "RestoreRefused", error.to_string())
-            .await;
-        Ok(Action::await_change())
     }
 
     /// Mirrors the thread's messages into the `AIConversation` of the request's name;
