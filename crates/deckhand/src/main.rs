@@ -123,7 +123,7 @@ struct OperatorArgs {
     /// address, e.g. 0.0.0.0:8443. Every replica serves it.
     #[arg(long, env = "DECKHAND_WEBHOOK_LISTEN", value_name = "ADDR", requires_all = ["webhook_cert", "webhook_key"])]
     webhook_listen: Option<std::net::SocketAddr>,
-    /// The webhook's certificate chain (PEM); read again when it changes.
+    /// The webhook's certificate chain (PEM); read again when it or the key changes.
     #[arg(long, env = "DECKHAND_WEBHOOK_CERT", value_name = "FILE")]
     webhook_cert: Option<PathBuf>,
     /// The webhook's private key (PEM).

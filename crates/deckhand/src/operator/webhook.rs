@@ -4,7 +4,7 @@
 //!
 //! Every replica serves it, leader or not: admission must not wait for an election. The
 //! certificate and key are PEM files (a Secret mounted by cert-manager, or made by hand);
-//! they are read again when the certificate file changes, so a rotated certificate is
+//! they are read again when either file changes, so a rotated certificate is
 //! picked up without a restart.
 
 use super::identity;
@@ -188,17 +188,18 @@ impl Webhook {
     }
 }
 
-/// The TLS acceptor, rebuilt when the certificate file changes.
+/// The TLS acceptor, rebuilt when the certificate or key file changes.
 struct Certificates {
     cert: PathBuf,
     key: PathBuf,
-    modified: Option<SystemTime>,
+    /// When each file last changed, as of the files in service.
+    modified: (Option<SystemTime>, Option<SystemTime>),
     acceptor: TlsAcceptor,
 }
 
 impl Certificates {
     fn new(cert: PathBuf, key: PathBuf, config: ServerConfig) -> Self {
-        let modified = modified(&cert);
+        let modified = (modified(&cert), modified(&key));
         Self {
             cert,
             key,
@@ -207,10 +208,11 @@ impl Certificates {
         }
     }
 
-    /// The acceptor for the next connection: the files are read again when the
-    /// certificate changed on disk; a rotation caught half-written keeps the old one.
+    /// The acceptor for the next connection: the files are read again when either
+    /// changed on disk; a rotation caught half-written (unreadable, or a certificate that
+    /// does not fit the key yet) keeps the old one and is tried again next time.
     fn current(&mut self) -> TlsAcceptor {
-        let now = modified(&self.cert);
+        let now = (modified(&self.cert), modified(&self.key));
         if now != self.modified {
             match tls_config(&self.cert, &self.key) {
                 Ok(config) => {
@@ -372,5 +374,124 @@ mod tests {
         let error =
             tls_config(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap_err();
         assert!(error.to_string().contains("tls.crt"), "{error}");
+    }
+
+    /// Writes a fresh self-signed certificate for 127.0.0.1 and its key; returns its DER.
+    fn issue(cert: &Path, key: &Path) -> Vec<u8> {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&pair)
+            .unwrap();
+        std::fs::write(cert, certificate.pem()).unwrap();
+        std::fs::write(key, pair.serialize_pem()).unwrap();
+        certificate.der().to_vec()
+    }
+
+    /// Accepts any server certificate: the test looks at which one was served.
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<tokio_rustls::rustls::crypto::CryptoProvider>);
+
+    impl tokio_rustls::rustls::client::danger::ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &tokio_rustls::rustls::pki_types::ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: tokio_rustls::rustls::pki_types::UnixTime,
+        ) -> Result<
+            tokio_rustls::rustls::client::danger::ServerCertVerified,
+            tokio_rustls::rustls::Error,
+        > {
+            Ok(tokio_rustls::rustls::client::danger::ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &tokio_rustls::rustls::DigitallySignedStruct,
+        ) -> Result<
+            tokio_rustls::rustls::client::danger::HandshakeSignatureValid,
+            tokio_rustls::rustls::Error,
+        > {
+            tokio_rustls::rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &tokio_rustls::rustls::DigitallySignedStruct,
+        ) -> Result<
+            tokio_rustls::rustls::client::danger::HandshakeSignatureValid,
+            tokio_rustls::rustls::Error,
+        > {
+            tokio_rustls::rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<tokio_rustls::rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// The certificate the webhook at `address` serves to a new connection.
+    async fn served(address: SocketAddr) -> Vec<u8> {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        let stream = TcpStream::connect(address).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect("127.0.0.1".try_into().unwrap(), stream)
+            .await
+            .unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_renewed_certificate_is_served_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let first = issue(&cert, &key);
+        let webhook = Webhook::bind(WebhookOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .await
+        .unwrap();
+        let address = webhook.local_addr();
+        let shutdown = CancellationToken::new();
+        let serving = tokio::spawn(webhook.serve(shutdown.clone()));
+        assert_eq!(served(address).await, first);
+
+        // A renewal rewrites both files (cert-manager updates the mounted Secret).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = issue(&cert, &key);
+        assert_ne!(first, second);
+        assert_eq!(served(address).await, second);
+
+        // A file caught half-written keeps the last good certificate in service.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ntruncat").unwrap();
+        assert_eq!(served(address).await, second);
+
+        shutdown.cancel();
+        serving.await.unwrap();
     }
 }
